@@ -1,0 +1,38 @@
+# ClinFuse: `make demo` runs the whole job on the embedded demo cohort; `make test` runs the suite.
+# Both create/update .venv first; a second run reinstalls nothing (the stamp tracks pyproject.toml).
+
+SHELL := /bin/bash
+VENV ?= .venv
+DEMO_DIR ?= data/demo
+DEMO_PATIENTS ?= 1000
+DEMO_SEED ?= 7
+STAMP := $(VENV)/.clinfuse-installed
+
+# Python 3.12 from PATH, else the newest under pyenv's versions folder. Each candidate is run, because a
+# pyenv shim exists on PATH even when it cannot start that version.
+PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -1); do \
+	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
+
+.PHONY: setup demo test lint clean-data
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "error: Python 3.12 not found on PATH nor under ~/.pyenv/versions; install it (e.g. 'pyenv install 3.12') or run 'make PYTHON=/path/to/python3.12'" >&2; exit 1; fi
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/clinfuse demo-data --out $(DEMO_DIR) --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED)
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check platform models pipelines dashboards tests
+
+clean-data:
+	rm -rf data runs

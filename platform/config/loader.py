@@ -1,0 +1,115 @@
+"""Read and write cohort.yaml: validation errors become one line naming the field and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import ValidationError
+
+from clinfuse.platform.config.cohort import CohortConfig
+from clinfuse.platform.errors import ClinFuseError
+
+
+def load_cohort_config(path: str | Path, check_files: bool = True) -> CohortConfig:
+    """Load cohort.yaml, resolving relative paths against the config's folder.
+
+    With `check_files`, every referenced path must exist and the cohort table must hold the configured
+    columns, so a bad config fails before any work starts.
+    """
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise ClinFuseError(f"cohort config {config_path} not found", "pass --config pointing to a cohort.yaml")
+    try:
+        raw = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as exc:
+        raise ClinFuseError(f"cohort config {config_path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    if not isinstance(raw, dict):
+        raise ClinFuseError(f"cohort config {config_path} must be a YAML mapping", "see docs/cohort-config.md")
+    try:
+        config = CohortConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ClinFuseError(_describe_validation_error(config_path, exc), "see docs/cohort-config.md") from exc
+    config = _resolve_paths(config, config_path.parent.resolve())
+    if check_files:
+        _check_files(config)
+    return config
+
+
+def write_cohort_config(config: CohortConfig, path: str | Path) -> None:
+    """Write a config as YAML, with paths relative to its folder where they lie below it."""
+    target = Path(path)
+    data = config.model_dump(mode="json", exclude_defaults=True)
+    base = target.parent.resolve()
+    data["cohort"]["path"] = _relative(Path(config.cohort.path), base)
+    for entry, modality in zip(data["modalities"], config.modalities, strict=True):
+        entry["kind"] = modality.kind
+        entry["path"] = _relative(Path(modality.path), base)
+    target.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _describe_validation_error(config_path: Path, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    message = first["msg"]
+    if first["type"] == "union_tag_invalid":
+        message = "unknown modality kind; use one of dicom, table, ehr"
+    elif first["type"] == "extra_forbidden":
+        message = "unknown field (misspelt?)"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid cohort config {config_path.name}: {location}: {message}{more}"
+
+
+def _resolve_paths(config: CohortConfig, base: Path) -> CohortConfig:
+    def resolve(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+    cohort = config.cohort.model_copy(update={"path": resolve(config.cohort.path)})
+    modalities = []
+    for modality in config.modalities:
+        update: dict[str, Any] = {"path": resolve(modality.path)}
+        if getattr(modality, "manifest", None) is not None:
+            update["manifest"] = resolve(modality.manifest)
+        modalities.append(modality.model_copy(update=update))
+    return config.model_copy(update={"cohort": cohort, "modalities": tuple(modalities)})
+
+
+def _check_files(config: CohortConfig) -> None:
+    if not config.cohort.path.is_file():
+        raise ClinFuseError(f"cohort.path: {config.cohort.path} not found", "point it at the cohort CSV/Parquet")
+    for modality in config.modalities:
+        if not modality.path.exists():
+            raise ClinFuseError(
+                f"modalities.{modality.name}.path: {modality.path} not found",
+                "fix the path (relative paths resolve against the config's folder) or remove the modality",
+            )
+        manifest = getattr(modality, "manifest", None)
+        if manifest is not None and not manifest.is_file():
+            raise ClinFuseError(f"modalities.{modality.name}.manifest: {manifest} not found")
+    header = _read_header(config.cohort.path)
+    table = config.cohort
+    for field in ("patient_id", "label", "index_time", "split", "sex", "age"):
+        column = getattr(table, field)
+        if column is not None and column not in header:
+            raise ClinFuseError(
+                f"cohort.{field}: column '{column}' is absent from {table.path.name}",
+                f"set cohort.{field} to one of {sorted(header)}",
+            )
+
+
+def _read_header(path: Path) -> list[str]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    sep = "\t" if path.suffix in {".tsv", ".tab"} else ","
+    return list(pd.read_csv(path, sep=sep, nrows=0).columns)
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,202 @@
+"""Generate the demo cohort: DICOM, expression tables, MIMIC-IV EHR, cohort table, config and truth."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clinfuse.platform.config import CohortConfig, CohortTable, DicomModality, EhrModality, TableModality
+from clinfuse.platform.config import write_cohort_config
+from clinfuse.platform.demo.dicom_export import ImageRecord, PatientHeader, write_radiograph
+from clinfuse.platform.demo.expression import write_expression
+from clinfuse.platform.demo.latent import PatientTruth, SignalWeights, sample_patients
+from clinfuse.platform.demo.mimic import write_mimic4
+from clinfuse.platform.demo.radiograph import Finding, render_radiograph
+from clinfuse.platform.demo.tables import write_csv_deterministic
+from clinfuse.platform.demo.vocabulary import (
+    FIRST_NAMES,
+    INSTITUTIONS,
+    LAST_NAMES,
+    LEAK_DIAGNOSES,
+    PLANTED_DIAGNOSES,
+    PLANTED_LAB_SHIFTS,
+)
+from clinfuse.platform.errors import ClinFuseError
+
+PRIOR_STUDY_RATE = 0.20
+FOLLOW_UP_STUDY_RATE = 0.08
+PORTRAIT_RATE = 0.15
+
+
+def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0) -> dict[str, int]:
+    """Write a full synthetic cohort under `out`; return counts per modality. Deterministic per seed."""
+    if patients < 1:
+        raise ClinFuseError(f"--patients must be at least 1, got {patients}")
+    _prepare_output(out)
+    streams = np.random.SeedSequence(seed).spawn(4)
+    rng_latent, rng_image, rng_genes, rng_ehr = (np.random.default_rng(s) for s in streams)
+    weights = SignalWeights()
+    cohort = sample_patients(patients, rng_latent, weights)
+
+    images, findings = _write_imaging(cohort, out, seed, rng_image)
+    gene_loadings = write_expression(cohort, out / "genomics", rng_genes)
+    ehr_truth = write_mimic4(cohort, out / "ehr", rng_ehr)
+
+    write_csv_deterministic(
+        pd.DataFrame(
+            {
+                "patient_id": [p.patient_id for p in cohort],
+                "label": [p.label for p in cohort],
+                "sex": [p.sex for p in cohort],
+                "age": [p.age for p in cohort],
+                "index_time": [p.index_time.strftime("%Y-%m-%d %H:%M:%S") for p in cohort],
+            }
+        ),
+        out / "cohort.csv",
+    )
+    manifest = [
+        {"patient_id": pid, "path": str(rec.path.relative_to(out))} for pid, recs in images.items() for rec in recs
+    ]
+    write_csv_deterministic(pd.DataFrame(manifest).sort_values("path"), out / "imaging_manifest.csv")
+    write_cohort_config(_demo_config(out), out / "cohort.yaml")
+    _write_truth(out / "ground_truth.json", cohort, weights, seed, findings, gene_loadings, ehr_truth)
+    return {
+        "patients": patients,
+        "imaging": sum(p.present["imaging"] for p in cohort),
+        "dicom_files": sum(len(v) for v in images.values()),
+        "genomics": sum(p.present["genomics"] for p in cohort),
+        "ehr": sum(p.present["ehr"] for p in cohort),
+        "positives": sum(p.label for p in cohort),
+    }
+
+
+def _prepare_output(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ClinFuseError(f"cannot write to --out {out}: {exc.strerror}", "choose a writable folder") from exc
+    for name in ("imaging", "genomics", "ehr"):  # regenerating must not leave files of an earlier cohort
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+
+
+def _write_imaging(
+    cohort: list[PatientTruth], out: Path, seed: int, rng: np.random.Generator
+) -> tuple[dict[str, list[ImageRecord]], dict[str, dict]]:
+    """Index image (last before the index time) for each imaged patient, plus some priors and follow-ups."""
+    plans = []  # (patient, acquired, amplitude, is_index)
+    for patient in cohort:
+        if not patient.present["imaging"]:
+            continue
+        hours_before = float(rng.uniform(0.5, 36))
+        plans.append((patient, patient.index_time - timedelta(hours=hours_before), patient.finding_amplitude, True))
+        if rng.random() < PRIOR_STUDY_RATE:
+            prior = patient.index_time - timedelta(days=float(rng.uniform(200, 1000)))
+            plans.append((patient, prior, 0.3 * patient.finding_amplitude, False))
+        if rng.random() < FOLLOW_UP_STUDY_RATE:  # after the index time: must never be used (leakage trap)
+            follow_up = patient.index_time + timedelta(days=float(rng.uniform(1, 5)))
+            plans.append((patient, follow_up, (1 + patient.label) * (patient.finding_amplitude + 0.3), False))
+
+    folder_numbers = rng.permutation(len(plans)) + 1  # folder names carry no patient identity
+    images: dict[str, list[ImageRecord]] = {}
+    findings: dict[str, dict] = {}
+    for number, (patient, acquired, amplitude, is_index) in zip(folder_numbers, plans, strict=True):
+        rows, cols = (288, 240) if rng.random() < PORTRAIT_RATE else (256, 256)
+        canonical, finding = render_radiograph(rows, cols, amplitude, rng)
+        record = write_radiograph(
+            canonical,
+            out / "imaging" / f"study_{number:05d}" / "IM0001.dcm",
+            _fake_header(patient, rng),
+            acquired,
+            [str(seed), patient.patient_id, acquired.isoformat()],
+            rng,
+        )
+        images.setdefault(patient.patient_id, []).append(record)
+        if is_index:
+            findings[patient.patient_id] = _finding_truth(record, finding, rows, cols)
+    return images, findings
+
+
+def _fake_header(patient: PatientTruth, rng: np.random.Generator) -> PatientHeader:
+    birth_year = patient.index_time.year - patient.age
+    return PatientHeader(
+        patient_id=patient.patient_id,
+        name=f"{rng.choice(LAST_NAMES)}^{rng.choice(FIRST_NAMES)}",
+        birth_date=f"{birth_year:04d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}",
+        sex=patient.sex,
+        address=f"{int(rng.integers(1, 999))} SYNTHETIC STREET, SPRINGFIELD",
+        institution=str(rng.choice(INSTITUTIONS)),
+        referring_physician=f"DR^{rng.choice(LAST_NAMES)}",
+    )
+
+
+def _finding_truth(record: ImageRecord, finding: Finding | None, rows: int, cols: int) -> dict:
+    truth: dict = {"sop_instance_uid": record.sop_instance_uid, "rows": rows, "cols": cols, "finding": None}
+    if finding is not None:
+        r0, c0, r1, c1 = finding.bbox
+        truth["finding"] = {
+            **asdict(finding),
+            "bbox_norm": [round(r0 / rows, 4), round(c0 / cols, 4), round(r1 / rows, 4), round(c1 / cols, 4)],
+        }
+    return truth
+
+
+def _demo_config(out: Path) -> CohortConfig:
+    return CohortConfig(
+        name="clinfuse-demo",
+        cohort=CohortTable(path=out / "cohort.csv", sex="sex", age="age"),
+        modalities=(
+            DicomModality(kind="dicom", name="imaging", path=out / "imaging"),
+            TableModality(kind="table", name="genomics", path=out / "genomics" / "expression.parquet"),
+            EhrModality(kind="ehr", name="ehr", path=out / "ehr"),
+        ),
+    )
+
+
+def _write_truth(
+    path: Path,
+    cohort: list[PatientTruth],
+    weights: SignalWeights,
+    seed: int,
+    findings: dict[str, dict],
+    gene_loadings: dict[str, float],
+    ehr_truth: dict[str, dict],
+) -> None:
+    truth = {
+        "seed": seed,
+        "description": "logit = intercept + sum(contributions); contributions are centred per term",
+        "weights": asdict(weights),
+        "planted": {
+            "genes": gene_loadings,
+            "diagnoses": list(PLANTED_DIAGNOSES),
+            "lab_itemids": sorted(PLANTED_LAB_SHIFTS),
+            "leak_diagnoses_after_index": list(LEAK_DIAGNOSES),
+        },
+        "patients": {
+            p.patient_id: {
+                "label": p.label,
+                "logit": p.logit,
+                "contributions": p.contributions,
+                "present": p.present,
+                "dominant_modality": p.dominant_modality,
+                "latent": {
+                    "finding_amplitude": round(p.finding_amplitude, 6),
+                    "gene_score": round(p.gene_score, 6),
+                    "ehr_severity": round(p.ehr_severity, 6),
+                },
+                "image": findings.get(p.patient_id),
+                "ehr": ehr_truth.get(p.patient_id),
+            }
+            for p in cohort
+        },
+    }
+    path.write_text(json.dumps(truth, indent=1, sort_keys=True))
