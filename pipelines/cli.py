@@ -7,21 +7,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from clinfuse.platform.errors import ClinFuseError
 
 app = typer.Typer(
     name="clinfuse",
     help="ClinFuse: multimodal clinical risk models (DICOM + genomics + EHR), explained per modality.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
 
-@app.callback()
-def _root() -> None:
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context) -> None:
     """ClinFuse: multimodal clinical risk models (DICOM + genomics + EHR), explained per modality."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
 
 
 @app.command("demo-data")
@@ -42,12 +42,19 @@ def demo_data(
 
 
 def main() -> None:
-    """Entry point: runs the app, turning ClinFuseError into one line on stderr and exit code 2."""
+    """Entry point: user mistakes become one `error:` line on stderr and exit code 2, never a traceback."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except ClinFuseError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except typer.TyperException as exc:  # bad flag, bad value, missing option
+        typer.echo(f"error: {exc.format_message()} (see 'clinfuse --help')", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,9 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import ValidationError
-
 from clinfuse.platform.config.cohort import CohortConfig
 from clinfuse.platform.errors import ClinFuseError
+from pydantic import ValidationError
 
 
 def load_cohort_config(path: str | Path, check_files: bool = True) -> CohortConfig:

@@ -7,6 +7,8 @@ tested. UIDs are derived from the seed, so files are reproducible.
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,13 +16,12 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    UID,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
-    UID,
-    generate_uid,
 )
 
 CR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
@@ -87,7 +88,7 @@ def write_radiograph(
         raise ValueError("stored pixel values exceed 12 bits; check RESCALES")
 
     def uid(*parts: str) -> str:
-        return generate_uid(prefix=None, entropy_srcs=[*uid_seed, *parts])
+        return _derived_uid([*uid_seed, *parts])
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -142,7 +143,7 @@ def write_radiograph(
     if syntax == ImplicitVRLittleEndian:
         ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     elif plugin is not None:
-        ds.compress(syntax, stored, encoding_plugin=plugin)
+        ds.compress(syntax, stored, encoding_plugin=plugin, generate_instance_uid=False)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
@@ -159,3 +160,12 @@ def _pick_transfer_syntax(rng: np.random.Generator) -> tuple[UID, str | None]:
     shares = np.array([share for _, _, share in TRANSFER_SYNTAXES])
     syntax, plugin, _ = TRANSFER_SYNTAXES[int(rng.choice(len(TRANSFER_SYNTAXES), p=shares / shares.sum()))]
     return syntax, plugin
+
+
+def _derived_uid(parts: list[str]) -> str:
+    """A '2.25.' UUID-derived UID (PS3.5 B.2) hashed from `parts`, so equal seeds give equal UIDs.
+
+    pydicom's generate_uid ignores its entropy sources when the 2.25 root is wanted, hence this helper.
+    """
+    digest = hashlib.sha256("|".join(parts).encode()).digest()[:16]
+    return f"2.25.{uuid.UUID(bytes=digest, version=4).int}"

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from clinfuse.platform.demo.latent import PatientTruth
 from clinfuse.platform.demo.tables import write_csv_deterministic, write_parquet_deterministic
 from clinfuse.platform.demo.vocabulary import PLANTED_GENES, background_gene_symbols
@@ -40,7 +39,7 @@ def write_expression(patients: list[PatientTruth], out_dir: Path, rng: np.random
     batch = rng.integers(0, N_BATCHES, size=n)
     programmes = rng.normal(size=(n, N_PROGRAMMES))
     z = rng.normal(size=(n, len(genes))) + programmes @ programme_weights + np.outer(score, loading)
-    values = np.round(level + spread * z + batch_offsets[batch], 4)
+    values = np.round(np.maximum(level + spread * z + batch_offsets[batch], 0.0), 4)  # log2(TPM+1) >= 0
     values[rng.random(size=values.shape) < NAN_RATE] = np.nan
 
     row_order = rng.permutation(n)

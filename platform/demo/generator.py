@@ -10,9 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from clinfuse.platform.config import CohortConfig, CohortTable, DicomModality, EhrModality, TableModality
-from clinfuse.platform.config import write_cohort_config
+from clinfuse.platform.config import (
+    CohortConfig,
+    CohortTable,
+    DicomModality,
+    EhrModality,
+    TableModality,
+    write_cohort_config,
+)
 from clinfuse.platform.demo.dicom_export import ImageRecord, PatientHeader, write_radiograph
 from clinfuse.platform.demo.expression import write_expression
 from clinfuse.platform.demo.latent import PatientTruth, SignalWeights, sample_patients

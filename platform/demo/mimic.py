@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from clinfuse.platform.demo.latent import PatientTruth
 from clinfuse.platform.demo.tables import write_csv_deterministic
 from clinfuse.platform.demo.vocabulary import (
@@ -101,9 +100,7 @@ def _write_patient(patient: PatientTruth, tables: _Tables, counters: _Counters, 
     # Index admission: starts at the index time; its codes and labs are after it and must never be used.
     leaked = [c for c in LEAK_DIAGNOSES if patient.label == 1 and rng.random() < 0.7]
     index_codes = list(rng.choice(BACKGROUND_DIAGNOSES, size=2, replace=False)) + conditions + leaked
-    _admission(
-        sid, patient.index_time, index_codes, [], [], severity, 1.0 * patient.label, tables, counters, rng
-    )
+    _admission(sid, patient.index_time, index_codes, [], [], severity, 1.0 * patient.label, tables, counters, rng)
     return {"planted_codes": sorted(conditions), "leak_codes": sorted(leaked)}
 
 

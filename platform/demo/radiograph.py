@@ -65,8 +65,6 @@ def render_radiograph(
     return np.clip(image, 0.0, 1.0), finding
 
 
-def _soft_ellipse(
-    y: np.ndarray, x: np.ndarray, cy: float, cx: float, ry: float, rx: float, edge: float
-) -> np.ndarray:
+def _soft_ellipse(y: np.ndarray, x: np.ndarray, cy: float, cx: float, ry: float, rx: float, edge: float) -> np.ndarray:
     distance = np.sqrt(((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2)
     return 1.0 / (1.0 + np.exp((distance - 1.0) / edge))

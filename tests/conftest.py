@@ -1,0 +1,41 @@
+"""Shared fixtures: one small demo cohort per test session, generated locally (no network)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from clinfuse.platform.demo import generate_demo_cohort
+
+DEMO_PATIENTS = 300
+DEMO_SEED = 11
+
+
+@pytest.fixture(scope="session")
+def demo_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 300-patient demo cohort; tests must not modify it (copy it with `demo_cohort_copy`)."""
+    out = tmp_path_factory.mktemp("demo") / "cohort"
+    generate_demo_cohort(out, patients=DEMO_PATIENTS, seed=DEMO_SEED)
+    return out
+
+
+@pytest.fixture
+def demo_cohort_copy(demo_cohort: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo cohort that a test may change."""
+    target = tmp_path / "cohort"
+    shutil.copytree(demo_cohort, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def demo_truth(demo_cohort: Path) -> dict:
+    return json.loads((demo_cohort / "ground_truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def clinfuse_exe() -> Path:
+    """The installed `clinfuse` console script of the running interpreter's environment."""
+    return Path(sys.executable).parent / "clinfuse"
