@@ -41,6 +41,25 @@ def demo_data(
     typer.echo(f"demo cohort written to {out} in {perf_counter() - started:.1f}s: {summary}")
 
 
+@app.command("ingest")
+def ingest_command(
+    config: Annotated[Path, typer.Option("--config", help="cohort.yaml describing the cohort and its modalities")],
+    out: Annotated[Path, typer.Option("--out", help="feature cache folder (created or refreshed)")],
+    workers: Annotated[int | None, typer.Option("--workers", help="processes for DICOM decoding")] = None,
+) -> None:
+    """Ingest DICOM, tables and EHR into a validated, de-identified feature cache (reuses what is unchanged)."""
+    from clinfuse.platform.ingest import ingest
+
+    result = ingest(config, out, workers=workers, progress=sys.stderr.isatty())
+    if result.up_to_date:
+        typer.echo(f"feature cache {out} is up to date (inputs, config and code unchanged)")
+    else:
+        typer.echo(
+            f"feature cache written to {out}: rebuilt {result.rebuilt or 'nothing'}, "
+            f"reused {result.reused or 'nothing'}; see {out / 'ingest_report.json'}"
+        )
+
+
 def main() -> None:
     """Entry point: user mistakes become one `error:` line on stderr and exit code 2, never a traceback."""
     try:

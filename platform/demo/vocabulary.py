@@ -59,7 +59,7 @@ PLANTED_LAB_SHIFTS: dict[int, float] = {50912: 0.30, 50963: 0.80, 50813: 0.20}
 PLANTED_DIAGNOSES: tuple[str, ...] = ("I5022", "N184", "I4891", "J441", "E1122")
 # Common background diagnoses (unrelated to the outcome).
 BACKGROUND_DIAGNOSES: tuple[str, ...] = (
-    "I10", "E785", "K219", "F329", "J45909", "M545", "Z87891", "E669", "N390", "G4733",
+    "I10", "E785", "K219", "F329", "J45909", "M5450", "Z87891", "E669", "N390", "G4733",
     "F419", "E039", "K5900", "M1990", "R0789", "Z7901", "D649", "E559", "H409", "L409",
 )  # fmt: skip
 # Codes only coded at discharge of the index admission for patients who had the outcome: a leakage trap

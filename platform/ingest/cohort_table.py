@@ -1,0 +1,109 @@
+"""The cohort table: validated patients with label and index time, and their patient-level split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from clinfuse.platform.config import CohortConfig
+from clinfuse.platform.errors import ClinFuseError
+from sklearn.model_selection import train_test_split
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """One row per patient: source id, label, index time, split, optional sex/age."""
+
+    table: pd.DataFrame  # columns: patient_id, label, index_time, split, [sex], [age]
+
+    @property
+    def patient_ids(self) -> list[str]:
+        return self.table["patient_id"].tolist()
+
+    def index_times(self) -> dict[str, pd.Timestamp]:
+        return dict(zip(self.table["patient_id"], self.table["index_time"], strict=True))
+
+    def ids_in(self, split: str) -> set[str]:
+        return set(self.table.loc[self.table["split"] == split, "patient_id"])
+
+
+def load_cohort(config: CohortConfig) -> Cohort:
+    """Read and validate the cohort table, then assign splits (the table's own, or stratified and seeded)."""
+    spec = config.cohort
+    raw = _read(spec.path, spec.patient_id)
+    table = pd.DataFrame({"patient_id": raw[spec.patient_id].astype(str).str.strip()})
+    if table["patient_id"].eq("").any() or raw[spec.patient_id].isna().any():
+        raise ClinFuseError(f"cohort column '{spec.patient_id}' has empty patient ids", "fill or drop those rows")
+    duplicated = table["patient_id"][table["patient_id"].duplicated()].unique()
+    if len(duplicated):
+        raise ClinFuseError(
+            f"cohort table has {len(duplicated)} duplicated patient id(s) in '{spec.patient_id}'",
+            "keep one row per patient (one outcome per patient and index time)",
+        )
+    table["label"] = _binary_labels(raw[spec.label], spec.label)
+    table["index_time"] = _timestamps(raw[spec.index_time], spec.index_time)
+    if spec.sex:
+        table["sex"] = raw[spec.sex].astype(str).str.strip().str.upper().str[:1].where(raw[spec.sex].notna())
+    if spec.age:
+        table["age"] = pd.to_numeric(raw[spec.age], errors="coerce")
+    if spec.split:
+        table["split"] = _given_splits(raw[spec.split], spec.split)
+    else:
+        table["split"] = _stratified_splits(table, config)
+    return Cohort(table=table.reset_index(drop=True))
+
+
+def _read(path, id_column: str) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        frame[id_column] = frame[id_column].astype("string")
+        return frame
+    sep = "\t" if path.suffix in {".tsv", ".tab"} else ","
+    return pd.read_csv(path, sep=sep, dtype={id_column: str})
+
+
+def _binary_labels(column: pd.Series, name: str) -> pd.Series:
+    values = pd.to_numeric(column, errors="coerce")
+    bad = column[values.isna() | ~values.isin([0, 1])]
+    if len(bad):
+        raise ClinFuseError(
+            f"cohort label column '{name}' must hold 0/1; found {len(bad)} other value(s), e.g. {bad.iloc[0]!r}",
+            "encode the outcome as 0 (no event) and 1 (event)",
+        )
+    return values.astype(int)
+
+
+def _timestamps(column: pd.Series, name: str) -> pd.Series:
+    parsed = pd.to_datetime(column, errors="coerce", format="mixed")
+    if parsed.isna().any():
+        example = column[parsed.isna()].iloc[0]
+        raise ClinFuseError(
+            f"cohort index time column '{name}' has {int(parsed.isna().sum())} unparseable value(s), e.g. {example!r}",
+            "use ISO timestamps such as 2150-03-01 08:00:00",
+        )
+    return parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+
+
+def _given_splits(column: pd.Series, name: str) -> pd.Series:
+    values = column.astype(str).str.strip().str.lower()
+    unknown = sorted(set(values) - set(SPLITS))
+    if unknown:
+        raise ClinFuseError(f"cohort split column '{name}' has unknown value(s) {unknown}", "use train, val or test")
+    return values
+
+
+def _stratified_splits(table: pd.DataFrame, config: CohortConfig) -> pd.Series:
+    fractions = config.split
+    ids = table["patient_id"].to_numpy()
+    labels = table["label"].to_numpy()
+    if min(np.bincount(labels, minlength=2)) < 3:
+        raise ClinFuseError("the cohort needs at least 3 patients of each label to split it", "add patients")
+    train, rest = train_test_split(ids, train_size=fractions.train, stratify=labels, random_state=fractions.seed)
+    rest_labels = table.set_index("patient_id").loc[rest, "label"].to_numpy()
+    val_share = fractions.val / (fractions.val + fractions.test)
+    val, test = train_test_split(rest, train_size=val_share, stratify=rest_labels, random_state=fractions.seed)
+    assignment = {**dict.fromkeys(train, "train"), **dict.fromkeys(val, "val"), **dict.fromkeys(test, "test")}
+    return table["patient_id"].map(assignment)

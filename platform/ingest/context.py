@@ -1,0 +1,29 @@
+"""What every modality ingester receives and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clinfuse.platform.security import Pseudonymiser
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    """Shared settings of one ingest run."""
+
+    pseudonymise: Pseudonymiser
+    scratch: Path  # private temporary folder, deleted after the run
+    previous: Path | None  # the modality's folder in the previous complete cache, for per-item reuse
+    workers: int = 1
+    progress: bool = False
+    alignment: dict | None = None  # a frozen alignment (scoring): applied, never refitted
+
+
+@dataclass
+class ModalityOutput:
+    """Patients with usable data (source ids, in the order of the arrays' rows) and the report section."""
+
+    present_ids: list[str]
+    report: dict = field(default_factory=dict)
+    alignment: dict | None = None

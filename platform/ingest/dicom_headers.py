@@ -1,0 +1,149 @@
+"""First DICOM pass: read headers, classify files, link them to patients, pick one image per patient.
+
+Selection rule: per patient, the image acquired last strictly before the index time (acquisition date/time,
+else content, series, then study date/time). Images after the index time never count. Nothing identifying
+leaves this module: callers get the patient id (to be pseudonymised), the acquisition time (used for selection
+only) and the file path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+_DATE_TIME_PAIRS = (
+    ("AcquisitionDate", "AcquisitionTime"),
+    ("ContentDate", "ContentTime"),
+    ("SeriesDate", "SeriesTime"),
+    ("StudyDate", "StudyTime"),
+)
+_NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """A readable image file: whom it belongs to and when it was acquired."""
+
+    path: Path
+    patient_id: str
+    acquired: datetime
+
+
+@dataclass(frozen=True)
+class FileIssue:
+    """A file that was skipped (not an image, undated) or failed (unreadable, truncated)."""
+
+    path: str  # relative to the modality's folder
+    outcome: str  # "skipped" | "failed"
+    reason: str
+
+
+def list_files(root: Path) -> list[Path]:
+    """All regular files under `root`, sorted, hidden files excluded."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def read_header(path: Path, root: Path, patient_from_manifest: str | None) -> ImageHeader | FileIssue:
+    """Classify one file: an image header to consider, or an issue that explains why not."""
+    relative = str(path.relative_to(root))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        return FileIssue(relative, "skipped", "not a DICOM file")
+    except Exception as exc:  # any parse error: unreadable file, recorded and skipped over
+        return FileIssue(relative, "failed", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:120]}")
+    truncated = any("End of file reached" in str(w.message) for w in caught)
+    is_image_class = "Rows" in ds and "Columns" in ds
+    if "PixelData" not in ds:
+        if truncated or is_image_class:
+            return FileIssue(relative, "failed", "truncated file: pixel data missing or incomplete")
+        return FileIssue(relative, "skipped", f"not an image: {_sop_class_name(ds)}")
+    if truncated or not _native_length_ok(ds):
+        return FileIssue(relative, "failed", "truncated file: pixel data shorter than Rows x Columns")
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return FileIssue(relative, "skipped", "multi-frame image: the 2D image path takes single frames")
+    patient_id = patient_from_manifest if patient_from_manifest is not None else str(ds.get("PatientID", ""))
+    if not patient_id.strip():
+        return FileIssue(relative, "skipped", "no PatientID tag (link by manifest instead)")
+    acquired = _acquisition_time(ds)
+    if acquired is None:
+        return FileIssue(relative, "skipped", "no acquisition/content/series/study date: cannot place in time")
+    return ImageHeader(path=path, patient_id=patient_id.strip(), acquired=acquired)
+
+
+def select_images(
+    headers: list[ImageHeader], index_times: dict[str, pd.Timestamp]
+) -> tuple[dict[str, ImageHeader], dict[str, int]]:
+    """Pick each cohort patient's latest image before the index time; count what was set aside and why."""
+    chosen: dict[str, ImageHeader] = {}
+    counts = {"not_in_cohort": 0, "after_index_time": 0, "older_than_chosen": 0}
+    for header in headers:
+        index_time = index_times.get(header.patient_id)
+        if index_time is None:
+            counts["not_in_cohort"] += 1
+            continue
+        if header.acquired >= index_time:
+            counts["after_index_time"] += 1
+            continue
+        current = chosen.get(header.patient_id)
+        if current is None or (header.acquired, str(header.path)) > (current.acquired, str(current.path)):
+            if current is not None:
+                counts["older_than_chosen"] += 1
+            chosen[header.patient_id] = header
+        else:
+            counts["older_than_chosen"] += 1
+    return chosen, counts
+
+
+def read_manifest(manifest: Path, root: Path) -> dict[Path, str]:
+    """Manifest CSV (patient_id, path): paths relative to the manifest's folder map to patient ids."""
+    table = pd.read_csv(manifest, dtype=str)
+    missing = {"patient_id", "path"} - set(table.columns)
+    if missing:
+        from clinfuse.platform.errors import ClinFuseError
+
+        raise ClinFuseError(f"manifest {manifest.name} lacks column(s) {sorted(missing)}", "use patient_id, path")
+    return {(manifest.parent / p).resolve(): pid.strip() for pid, p in zip(table["patient_id"], table["path"])}
+
+
+def _acquisition_time(ds: pydicom.Dataset) -> datetime | None:
+    if value := str(ds.get("AcquisitionDateTime", "") or ""):
+        parsed = _parse(value[:8], value[8:14])
+        if parsed:
+            return parsed
+    for date_keyword, time_keyword in _DATE_TIME_PAIRS:
+        date = str(ds.get(date_keyword, "") or "")
+        if date:
+            parsed = _parse(date, str(ds.get(time_keyword, "") or ""))
+            if parsed:
+                return parsed
+    return None
+
+
+def _parse(date: str, time: str) -> datetime | None:
+    digits = "".join(ch for ch in time.split(".")[0] if ch.isdigit()).ljust(6, "0")[:6]
+    try:
+        return datetime.strptime(date.strip() + digits, "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+
+
+def _native_length_ok(ds: pydicom.Dataset) -> bool:
+    if str(ds.file_meta.get("TransferSyntaxUID", "")) not in _NATIVE_SYNTAXES:
+        return True  # encapsulated: a cut stream shows as a missing delimiter, handled above
+    expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * (int(ds.BitsAllocated) // 8)
+    return len(ds.PixelData) >= expected
+
+
+def _sop_class_name(ds: pydicom.Dataset) -> str:
+    sop_class = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
+    return UID(str(sop_class)).name if sop_class else "unknown SOP class"

