@@ -112,7 +112,9 @@ def read_manifest(manifest: Path, root: Path) -> dict[Path, str]:
         from clinfuse.platform.errors import ClinFuseError
 
         raise ClinFuseError(f"manifest {manifest.name} lacks column(s) {sorted(missing)}", "use patient_id, path")
-    return {(manifest.parent / p).resolve(): pid.strip() for pid, p in zip(table["patient_id"], table["path"])}
+    return {
+        (manifest.parent / p).resolve(): pid.strip() for pid, p in zip(table["patient_id"], table["path"], strict=True)
+    }
 
 
 def _acquisition_time(ds: pydicom.Dataset) -> datetime | None:

@@ -56,7 +56,7 @@ def ingest_dicom(modality: DicomModality, cohort: Cohort, out: Path, context: In
     )
     issues += [
         FileIssue(_relative(chosen[pid].path, root), "failed", reason)
-        for pid, reason in zip(to_decode, decode_issues)
+        for pid, reason in zip(to_decode, decode_issues, strict=True)
         if reason
     ]
 

@@ -75,10 +75,13 @@ def preprocess_file(path: Path, size: int, window: tuple[float, float] | None) -
 
 def _window_bounds(ds: pydicom.Dataset, values: np.ndarray, window: tuple[float, float] | None) -> tuple[float, float]:
     if window is None and "WindowCenter" in ds and "WindowWidth" in ds:
-        center, width = ds.WindowCenter, ds.WindowWidth
-        first = lambda v: float(v[0]) if isinstance(v, pydicom.multival.MultiValue) else float(v)
-        window = (first(center), first(width))
+        window = (_first_value(ds.WindowCenter), _first_value(ds.WindowWidth))
     if window is not None and window[1] > 0:
         return window[0] - window[1] / 2.0, window[0] + window[1] / 2.0
     low, high = np.percentile(values, [0.5, 99.5])
     return float(low), float(max(high, low + 1.0))
+
+
+def _first_value(value: object) -> float:
+    """Window attributes may hold several windows; the first is the default one."""
+    return float(value[0]) if isinstance(value, pydicom.multival.MultiValue) else float(value)

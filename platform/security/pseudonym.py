@@ -47,7 +47,8 @@ def _checked(key: str, source: str) -> bytes:
     if len(key) < MIN_KEY_CHARS:
         raise ClinFuseError(
             f"pseudonym key from {source} is too short ({len(key)} characters)",
-            f"use at least {MIN_KEY_CHARS} random characters, e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`",
+            f"use at least {MIN_KEY_CHARS} random characters, "
+            "e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`",
         )
     return key.encode()
 
