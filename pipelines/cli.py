@@ -45,7 +45,7 @@ def demo_data(
 def ingest_command(
     config: Annotated[Path, typer.Option("--config", help="cohort.yaml describing the cohort and its modalities")],
     out: Annotated[Path, typer.Option("--out", help="feature cache folder (created or refreshed)")],
-    workers: Annotated[int | None, typer.Option("--workers", help="processes for DICOM decoding")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="processes for DICOM decoding")] = None,
 ) -> None:
     """Ingest DICOM, tables and EHR into a validated, de-identified feature cache (reuses what is unchanged)."""
     from clinfuse.platform.ingest import ingest
@@ -58,6 +58,51 @@ def ingest_command(
             f"feature cache written to {out}: rebuilt {result.rebuilt or 'nothing'}, "
             f"reused {result.reused or 'nothing'}; see {out / 'ingest_report.json'}"
         )
+
+
+@app.command("train")
+def train_command(
+    cache: Annotated[Path, typer.Option("--cache", help="feature cache written by `clinfuse ingest`")],
+    out: Annotated[Path, typer.Option("--out", help="run folder for weights, predictions and logs")],
+    max_epochs: Annotated[int, typer.Option("--max-epochs", min=1)] = 40,
+    accelerator: Annotated[str, typer.Option("--accelerator", help="auto, cpu or gpu")] = "auto",
+    devices: Annotated[str, typer.Option("--devices", help="devices per node (Lightning syntax)")] = "auto",
+    num_nodes: Annotated[int, typer.Option("--num-nodes", min=1)] = 1,
+    strategy: Annotated[str, typer.Option("--strategy", help="Lightning strategy, e.g. ddp")] = "auto",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 32,
+    image_encoder: Annotated[
+        str | None, typer.Option("--image-encoder", help="small_cnn, densenet121 or densenet121_3d")
+    ] = None,
+    num_workers: Annotated[int | None, typer.Option("--num-workers", help="loader workers (default: sized)")] = None,
+    mlflow_uri: Annotated[str | None, typer.Option("--mlflow-uri", help="also log to this MLflow tracking URI")] = None,
+) -> None:
+    """Train the late-fusion model (Lightning), calibrate it on validation and fit the XGBoost baseline."""
+    from clinfuse.pipelines.training.train import TrainSettings, train
+
+    settings = TrainSettings(
+        max_epochs=max_epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+        seed=seed, batch_size=batch_size, image_encoder=image_encoder, num_workers=num_workers,
+        mlflow_tracking_uri=mlflow_uri,
+    )  # fmt: skip
+    run = train(cache, out, settings)
+    typer.echo(f"run written to {run}; next: clinfuse evaluate {run}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run: Annotated[Path, typer.Argument(help="run folder written by `clinfuse train`")],
+    resamples: Annotated[int, typer.Option("--resamples", min=100, help="bootstrap resamples")] = 1000,
+) -> None:
+    """Evaluate a run on its test split: metrics.json, report.md and calibration.png with bootstrap CIs."""
+    from clinfuse.pipelines.evaluation.evaluate import evaluate
+
+    result = evaluate(run, resamples=resamples)
+    fusion, xgb = result["fusion"], result["xgboost"]
+    typer.echo(
+        f"test n={result['n_test']}: fusion AUROC {fusion['auroc']:.3f} {fusion['auroc_ci']}, ECE {fusion['ece']:.3f}; "
+        f"XGBoost AUROC {xgb['auroc']:.3f}; report {run / 'report.md'}"
+    )
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -12,6 +13,14 @@ from clinfuse.platform.demo import generate_demo_cohort
 
 DEMO_PATIENTS = 300
 DEMO_SEED = 11
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clinfuse_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keys and local state of the whole session live in a temporary CLINFUSE_HOME, never in ~/.clinfuse."""
+    home = tmp_path_factory.mktemp("clinfuse-home")
+    os.environ["CLINFUSE_HOME"] = str(home)
+    return home
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +48,13 @@ def demo_truth(demo_cohort: Path) -> dict:
 def clinfuse_exe() -> Path:
     """The installed `clinfuse` console script of the running interpreter's environment."""
     return Path(sys.executable).parent / "clinfuse"
+
+
+@pytest.fixture(scope="session")
+def demo_cache(demo_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo cohort ingested once into a feature cache (PyHealth, DICOM decoding and all)."""
+    from clinfuse.platform.ingest import ingest
+
+    cache = tmp_path_factory.mktemp("cache") / "features"
+    ingest(demo_cohort / "cohort.yaml", cache, workers=1)
+    return cache

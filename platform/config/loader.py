@@ -46,6 +46,8 @@ def write_cohort_config(config: CohortConfig, path: str | Path) -> None:
     for entry, modality in zip(data["modalities"], config.modalities, strict=True):
         entry["kind"] = modality.kind
         entry["path"] = _relative(Path(modality.path), base)
+        if getattr(modality, "manifest", None) is not None:
+            entry["manifest"] = _relative(Path(modality.manifest), base)
     target.write_text(yaml.safe_dump(data, sort_keys=False))
 
 

@@ -25,7 +25,7 @@ def write_expression(patients: list[PatientTruth], out_dir: Path, rng: np.random
     genes = list(PLANTED_GENES) + background_gene_symbols(N_GENES - len(PLANTED_GENES), rng)
     order = rng.permutation(len(genes))  # planted genes scattered among the columns
     genes = [genes[i] for i in order]
-    planted_loading = {g: float(rng.uniform(0.5, 1.0)) for g in PLANTED_GENES}
+    planted_loading = {g: float(rng.uniform(1.0, 2.0)) for g in PLANTED_GENES}
     loading = np.array([planted_loading.get(g, 0.0) for g in genes])
 
     level = rng.uniform(2.0, 10.0, size=len(genes))

@@ -20,11 +20,11 @@ PRESENCE_RATES: dict[str, float] = {"imaging": 0.75, "genomics": 0.60, "ehr": 0.
 class SignalWeights:
     """Weights of the planted logit: intercept + sum of centred modality terms + interaction + age."""
 
-    intercept: float = -1.05
-    imaging: float = 1.7
-    genomics: float = 1.3
-    ehr: float = 1.4
-    interaction: float = 0.9
+    intercept: float = -1.1
+    imaging: float = 2.4
+    genomics: float = 1.8
+    ehr: float = 1.9
+    interaction: float = 1.0
     age_per_year: float = 0.015
     age_center: float = 64.0
 

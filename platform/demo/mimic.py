@@ -73,7 +73,7 @@ def write_mimic4(patients: list[PatientTruth], root: Path, rng: np.random.Genera
 def _write_patient(patient: PatientTruth, tables: _Tables, counters: _Counters, rng: np.random.Generator) -> dict:
     sid = int(patient.patient_id)
     severity = patient.ehr_severity
-    conditions = [c for c in PLANTED_DIAGNOSES if rng.random() < _sigmoid(-1.3 + 1.6 * severity)]
+    conditions = [c for c in PLANTED_DIAGNOSES if rng.random() < _sigmoid(-1.0 + 2.5 * severity)]
     tables.patients.append(
         {
             "subject_id": sid,

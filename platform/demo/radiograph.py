@@ -47,8 +47,8 @@ def render_radiograph(
         cy, cx = lung_centres[int(rng.integers(0, 2))]
         angle, radius = rng.uniform(0, 2 * np.pi), np.sqrt(rng.uniform(0, 1)) * 0.6
         centre = ((cy + radius * 0.28 * np.sin(angle)) * rows, (cx + radius * 0.13 * np.cos(angle)) * cols)
-        sigma = (0.035 + 0.012 * min(finding_amplitude, 2.5)) * rows
-        amplitude = 0.16 * min(finding_amplitude, 2.5) + 0.06
+        sigma = (0.045 + 0.015 * min(finding_amplitude, 2.5)) * rows
+        amplitude = 0.22 * min(finding_amplitude, 2.5) + 0.08
         image += amplitude * np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * sigma**2))
         finding = Finding(
             center=(round(centre[0], 2), round(centre[1], 2)),

@@ -53,7 +53,7 @@ LAB_ITEMS: tuple[LabItem, ...] = (
     LabItem(50862, "Albumin", "Blood", "Chemistry", "g/dL", 3.9, 0.12, 3.5, 5.2),
 )
 # Lab items whose level carries the planted EHR signal (shift in log units per unit of EHR latent).
-PLANTED_LAB_SHIFTS: dict[int, float] = {50912: 0.30, 50963: 0.80, 50813: 0.20}
+PLANTED_LAB_SHIFTS: dict[int, float] = {50912: 0.45, 50963: 1.2, 50813: 0.3}
 
 # Chronic conditions whose presence carries the planted EHR signal.
 PLANTED_DIAGNOSES: tuple[str, ...] = ("I5022", "N184", "I4891", "J441", "E1122")

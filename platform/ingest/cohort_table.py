@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,11 @@ def _binary_labels(column: pd.Series, name: str) -> pd.Series:
 
 
 def _timestamps(column: pd.Series, name: str) -> pd.Series:
-    parsed = pd.to_datetime(column, errors="coerce", format="mixed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # mixed UTC offsets give an object column, handled below
+        parsed = pd.to_datetime(column, errors="coerce", format="mixed")
+    if parsed.dtype == object:  # mixed UTC offsets (e.g. either side of a DST change): keep each wall-clock time
+        parsed = pd.to_datetime(parsed.map(lambda t: t.replace(tzinfo=None) if getattr(t, "tzinfo", None) else t))
     if parsed.isna().any():
         example = column[parsed.isna()].iloc[0]
         raise ClinFuseError(
@@ -101,9 +106,16 @@ def _stratified_splits(table: pd.DataFrame, config: CohortConfig) -> pd.Series:
     labels = table["label"].to_numpy()
     if min(np.bincount(labels, minlength=2)) < 3:
         raise ClinFuseError("the cohort needs at least 3 patients of each label to split it", "add patients")
-    train, rest = train_test_split(ids, train_size=fractions.train, stratify=labels, random_state=fractions.seed)
-    rest_labels = table.set_index("patient_id").loc[rest, "label"].to_numpy()
-    val_share = fractions.val / (fractions.val + fractions.test)
-    val, test = train_test_split(rest, train_size=val_share, stratify=rest_labels, random_state=fractions.seed)
+    try:
+        train, rest = train_test_split(ids, train_size=fractions.train, stratify=labels, random_state=fractions.seed)
+        rest_labels = table.set_index("patient_id").loc[rest, "label"].to_numpy()
+        val_share = fractions.val / (fractions.val + fractions.test)
+        val, test = train_test_split(rest, train_size=val_share, stratify=rest_labels, random_state=fractions.seed)
+    except ValueError as exc:  # too few patients of a label for every split to hold both labels
+        raise ClinFuseError(
+            f"the cohort ({len(ids)} patients) is too small for a label-stratified "
+            f"{fractions.train:g}/{fractions.val:g}/{fractions.test:g} split with both labels in every split",
+            "add patients, or give the cohort a split column (cohort.split)",
+        ) from exc
     assignment = {**dict.fromkeys(train, "train"), **dict.fromkeys(val, "val"), **dict.fromkeys(test, "test")}
     return table["patient_id"].map(assignment)

@@ -98,7 +98,7 @@ def _decode(
     reasons: list[str] = []
     arguments = [(p, modality.image_size, modality.window) for p in paths]
     if context.workers > 1 and len(paths) >= _PARALLEL_FROM:
-        with ProcessPoolExecutor(context.workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(context.workers, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
             outcomes = list(tqdm(pool.map(_safe_preprocess, arguments, chunksize=16), total=len(paths), desc=desc,
                                  unit="file", disable=not context.progress))  # fmt: skip
     else:
@@ -107,6 +107,13 @@ def _decode(
         results[str(path)] = image
         reasons.append(reason)
     return results, reasons
+
+
+def _one_thread() -> None:
+    """Each decoding process uses one thread: N processes x N torch threads would oversubscribe the cores."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _safe_preprocess(arguments: tuple[Path, int, tuple[float, float] | None]) -> tuple[PreprocessedImage | None, str]:

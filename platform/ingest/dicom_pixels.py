@@ -4,6 +4,7 @@ Decoding goes through pydicom's pixel backends (native, RLE, and the pylibjpeg/p
 JPEG-LS and JPEG 2000). Then: Modality LUT (rescale slope/intercept), windowing to [0, 1] (the configured
 window, else the header's first window, else the 0.5-99.5 percentile range), MONOCHROME1 inverted so dense
 tissue is always bright, resize of the longest side and symmetric padding to a square (MONAI transforms).
+Colour secondary captures are reduced to luminance.
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ def preprocess_file(path: Path, size: int, window: tuple[float, float] | None) -
     from monai.transforms import Compose, Resize, ScaleIntensityRange, SpatialPad
 
     ds = pydicom.dcmread(path)
-    values = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    pixels = ds.pixel_array
+    if int(ds.get("SamplesPerPixel", 1)) == 3:  # secondary-capture colour: pydicom gives RGB; take luminance
+        values = (pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
+    else:
+        values = apply_modality_lut(pixels, ds).astype(np.float32)
     low, high = _window_bounds(ds, values, window)
     windowed = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)(values[np.newaxis])
     if ds.PhotometricInterpretation == "MONOCHROME1":  # lowest value displays white: invert

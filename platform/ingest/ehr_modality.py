@@ -20,7 +20,7 @@ ARRAY_FILES = ("codes", "code_age_days", "labs", "lab_observed")
 
 
 def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: IngestContext) -> ModalityOutput:
-    events = load_ehr_events(modality, cohort.index_times(), context.scratch)
+    events = load_ehr_events(modality, cohort.index_times(), context.scratch, context.progress)
     present = [pid for pid in cohort.patient_ids if pid in set(events["patient_id"])]
     if context.alignment is not None:
         alignment = EhrAlignment.from_json(context.alignment)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ _CODE_SOURCES: dict[str, tuple[str, str]] = {
 EVENT_COLUMNS = ("patient_id", "days_before_index", "kind", "code", "value", "unit", "text")
 
 
-def load_ehr_events(modality: EhrModality, index_times: dict[str, pd.Timestamp], scratch: Path) -> pd.DataFrame:
+def load_ehr_events(
+    modality: EhrModality, index_times: dict[str, pd.Timestamp], scratch: Path, progress: bool = False
+) -> pd.DataFrame:
     """Events of cohort patients strictly before each one's index time, as a tidy frame (EVENT_COLUMNS)."""
     _check_layout(modality)
     import dask
@@ -38,7 +41,7 @@ def load_ehr_events(modality: EhrModality, index_times: dict[str, pd.Timestamp],
     with (
         tempfile.TemporaryDirectory(prefix="pyhealth-", dir=scratch) as workdir,
         dask.config.set({"temporary-directory": workdir}),
-        _quiet_pyhealth(),
+        _quiet_pyhealth(progress),
     ):
         dataset = MIMIC4Dataset(
             ehr_root=str(modality.path), ehr_tables=list(modality.tables), cache_dir=workdir, num_workers=1
@@ -60,13 +63,14 @@ def load_ehr_events(modality: EhrModality, index_times: dict[str, pd.Timestamp],
 
 
 @contextlib.contextmanager
-def _quiet_pyhealth() -> Iterator[None]:
-    """PyHealth logs every step at INFO and draws Dask's progress bar on stdout: keep both off our stdout."""
+def _quiet_pyhealth(progress: bool) -> Iterator[None]:
+    """PyHealth logs every step at INFO and draws Dask's progress bar on stdout: keep both off our stdout
+    (the bar goes to stderr when a progress display is wanted, else nowhere)."""
     logger = logging.getLogger("pyhealth")
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(sys.stderr if progress else devnull):
             yield
     finally:
         logger.setLevel(level)

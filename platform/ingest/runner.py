@@ -157,9 +157,10 @@ def _report(config: CohortConfig, cohort_table: pd.DataFrame, modalities: dict, 
 
 
 def _fingerprints(config: CohortConfig, pseudonymise: Pseudonymiser) -> dict:
+    # Fingerprints cover content, not location: moving the data folder does not rebuild the cache.
     cohort = combine(
         file_digest(config.cohort.path),
-        config.cohort.model_dump(mode="json"),
+        config.cohort.model_dump(mode="json", exclude={"path"}),
         config.split.model_dump(mode="json"),
         pseudonymise.key_fingerprint(),
         code_version(),
@@ -169,7 +170,9 @@ def _fingerprints(config: CohortConfig, pseudonymise: Pseudonymiser) -> dict:
         inputs = tree_digests(modality.path)
         manifest = getattr(modality, "manifest", None)
         modalities[modality.name] = combine(
-            modality.model_dump(mode="json"), inputs, file_digest(manifest) if manifest else None
+            modality.model_dump(mode="json", exclude={"path", "manifest"}),
+            inputs,
+            file_digest(manifest) if manifest else None,
         )
     return {"cohort": cohort, "modalities": modalities, "code_version": code_version()}
 

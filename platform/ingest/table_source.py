@@ -17,7 +17,7 @@ from clinfuse.platform.errors import ClinFuseError
 
 def read_table(modality: TableModality) -> tuple[pd.DataFrame, dict[str, int]]:
     """Numeric patient x feature frame (index: patient id as str) and the counts of what was fixed."""
-    raw = _read_any(modality.path)
+    raw = _read_any(modality.path, modality.patient_id)
     where = f"table modality '{modality.name}' ({modality.path.name})"
     counts = {"rows_read": len(raw)}
     if modality.patient_id not in raw.columns:
@@ -39,12 +39,13 @@ def read_table(modality: TableModality) -> tuple[pd.DataFrame, dict[str, int]]:
     return _drop_empty_columns(frame, modality, where, counts), counts
 
 
-def _read_any(path: Path) -> pd.DataFrame:
+def _read_any(path: Path, id_column: str) -> pd.DataFrame:
     name = path.name.lower()
     if name.endswith(".parquet"):
         return pd.read_parquet(path)
     sep = "\t" if any(name.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".tab")) else ","
-    return pd.read_csv(path, sep=sep, low_memory=False)
+    # ids as text, as the cohort table reads them: '00123' must not become 123
+    return pd.read_csv(path, sep=sep, low_memory=False, dtype={id_column: str})
 
 
 def _pivot_long(raw: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, int]) -> pd.DataFrame:
@@ -63,9 +64,14 @@ def _pivot_long(raw: pd.DataFrame, modality: TableModality, where: str, counts: 
     _count_non_numeric(raw[modality.value_column], values, modality, where, counts, modality.value_column)
     raw = raw.assign(**{modality.value_column: values})
     aggregate = "first" if modality.on_duplicate_patient == "first" else "mean"
-    return raw.pivot_table(
+    table = raw.pivot_table(
         index=modality.patient_id, columns=modality.feature_column, values=modality.value_column, aggfunc=aggregate
     )
+    # pivot_table silently drops features and patients without any value: keep them, as the wide layout does,
+    # so that on_all_nan_column sees (and counts) empty features
+    patients = pd.Index(raw[modality.patient_id].dropna().unique()).sort_values()
+    features = pd.Index(raw[modality.feature_column].dropna().unique()).sort_values()
+    return table.reindex(index=patients, columns=features)
 
 
 def _deduplicate(frame: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, int]) -> pd.DataFrame:
@@ -81,7 +87,7 @@ def _deduplicate(frame: pd.DataFrame, modality: TableModality, where: str, count
         )
     if modality.on_duplicate_patient == "first":
         return frame[~frame.index.duplicated(keep="first")]
-    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    numeric = _to_numeric(frame, modality, where, counts)  # honours on_non_numeric before averaging
     return numeric.groupby(level=0, sort=False).mean()
 
 

@@ -1,0 +1,69 @@
+"""The LightningModule around a LateFusionModel: modality dropout, deep supervision, AUROC on validation."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from clinfuse.models.fusion import LateFusionModel
+from torchmetrics.classification import BinaryAUROC
+
+
+def modality_dropout(present: torch.Tensor, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Drop each present modality with probability `rate`, keeping at least one per patient."""
+    if rate <= 0:
+        return present
+    keep = (torch.rand(present.shape, device=present.device, generator=generator) >= rate).to(present.dtype)
+    dropped = present * keep
+    empty = dropped.sum(dim=1) == 0
+    return torch.where(empty.unsqueeze(1), present, dropped)
+
+
+class LateFusionModule(pl.LightningModule):
+    """Trains the injected fusion model (encoders are built outside and passed in)."""
+
+    def __init__(self, model: LateFusionModel, learning_rate: float = 1e-3, weight_decay: float = 1e-4,
+                 dropout_rate: float = 0.25, aux_weight: float = 0.5, channels_last: bool = False) -> None:  # fmt: skip
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.val_auroc = BinaryAUROC()
+
+    def on_fit_start(self) -> None:
+        if self.hparams.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if self.hparams.channels_last:
+            for inputs in batch["inputs"].values():
+                for key, value in inputs.items():
+                    if value.dim() == 4:
+                        inputs[key] = value.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def _loss(self, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.model(batch, mask)
+        label = batch["label"]
+        loss = F.binary_cross_entropy_with_logits(outputs["fusion_logit"].float(), label)
+        present = batch["present"]
+        per_modality = F.binary_cross_entropy_with_logits(
+            outputs["modality_logits"].float(), label.unsqueeze(1).expand_as(present), reduction="none"
+        )
+        aux = (per_modality * present).sum() / present.sum().clamp(min=1.0)
+        return loss + self.hparams.aux_weight * aux, outputs["fusion_logit"]
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        mask = modality_dropout(batch["present"], self.hparams.dropout_rate)
+        loss, _ = self._loss(batch, mask)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["label"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logit = self._loss(batch, batch["present"])
+        self.val_auroc.update(logit.float(), batch["label"].long())
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch["label"]), sync_dist=True)
+        self.log("val_auroc", self.val_auroc, prog_bar=True, on_epoch=True, on_step=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,
+                                 weight_decay=self.hparams.weight_decay)  # fmt: skip

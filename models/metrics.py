@@ -1,0 +1,62 @@
+"""Discrimination and calibration metrics with percentile-bootstrap confidence intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else None
+
+
+def auprc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    return float(average_precision_score(labels, scores)) if len(np.unique(labels)) == 2 else None
+
+
+def brier(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    return float(brier_score_loss(labels, probabilities))
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed rate - mean predicted| over equal-width probability bins, weighted by bin size."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.mean() * abs(labels[members].mean() - probabilities[members].mean())
+    return float(total)
+
+
+def reliability_curve(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> tuple[np.ndarray, ...]:
+    """Mean predicted, observed rate and count per non-empty equal-width bin."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
+    kept = [b for b in range(bins) if (which == b).any()]
+    predicted = np.array([probabilities[which == b].mean() for b in kept])
+    observed = np.array([labels[which == b].mean() for b in kept])
+    counts = np.array([(which == b).sum() for b in kept])
+    return predicted, observed, counts
+
+
+def bootstrap_ci(labels: np.ndarray, scores: np.ndarray, metric: Metric, resamples: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> list[float] | None:  # fmt: skip
+    """Percentile bootstrap interval of `metric` over patients resampled with replacement."""
+    if len(np.unique(labels)) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    n = len(labels)
+    for _ in range(resamples):
+        sample = rng.integers(0, n, size=n)
+        if labels[sample].min() == labels[sample].max():
+            continue  # one class only: the metric is undefined for this resample
+        values.append(metric(labels[sample], scores[sample]))
+    tail = (1.0 - level) / 2.0
+    return [float(np.quantile(values, tail)), float(np.quantile(values, 1.0 - tail))]

@@ -1,0 +1,31 @@
+"""Build a fusion model from its spec, and save/load its weights as safetensors (never pickle)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clinfuse.models.encoders import EncoderSpec, build_encoder
+from clinfuse.models.fusion import LateFusionModel
+from clinfuse.pipelines.training.run_files import MODEL_SPEC, MODEL_WEIGHTS
+from safetensors.torch import load_file, save_file
+
+
+def build_model(specs: dict[str, EncoderSpec], embed_dim: int) -> LateFusionModel:
+    """Encoders built per spec and injected into the fusion model, in the config's modality order."""
+    return LateFusionModel({name: build_encoder(spec) for name, spec in specs.items()}, embed_dim)
+
+
+def save_model(model: LateFusionModel, specs: dict[str, EncoderSpec], embed_dim: int, run: Path) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, run / MODEL_WEIGHTS)
+    spec = {"embed_dim": embed_dim, "modalities": {name: s.to_json() for name, s in specs.items()}}
+    (run / MODEL_SPEC).write_text(json.dumps(spec, indent=1))
+
+
+def load_model(run: Path) -> LateFusionModel:
+    spec = json.loads((run / MODEL_SPEC).read_text())
+    specs = {name: EncoderSpec.from_json(s) for name, s in spec["modalities"].items()}
+    model = build_model(specs, spec["embed_dim"])
+    model.load_state_dict(load_file(run / MODEL_WEIGHTS))
+    return model.eval()

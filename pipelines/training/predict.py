@@ -1,0 +1,39 @@
+"""Run a trained fusion model over every cohort patient: embeddings, modality logits, fusion logits.
+
+The fusion logit is computed for the full presence mask and for each modality alone (the others masked), so
+evaluation compares the same model with and without the other modalities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from clinfuse.models.fusion import LateFusionModel
+from clinfuse.pipelines.data import CacheDataset
+from clinfuse.platform.cache import FeatureCache
+from torch.utils.data import DataLoader
+
+
+@torch.no_grad()
+def predict_cohort(model: LateFusionModel, cache: FeatureCache, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Arrays over all cohort rows: embeddings (N, M, D), modality_logits (N, M), present (N, M),
+    fusion_logit (N,), single_logit (N, M) — the fusion logit with only modality m kept."""
+    model.eval()
+    dataset = CacheDataset(cache)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("embeddings", "modality_logits", "present", "fusion_logit",
+                                                            "single_logit")}  # fmt: skip
+    for batch in loader:
+        embeddings, logits = model.encode(batch)
+        present = batch["present"]
+        singles = []
+        for column in range(present.shape[1]):
+            only = torch.zeros_like(present)
+            only[:, column] = present[:, column]
+            singles.append(model.head(embeddings, logits, only))
+        parts["embeddings"].append(embeddings.numpy())
+        parts["modality_logits"].append(logits.numpy())
+        parts["present"].append(present.numpy())
+        parts["fusion_logit"].append(model.head(embeddings, logits, present).numpy())
+        parts["single_logit"].append(torch.stack(singles, dim=1).numpy())
+    return {key: np.concatenate(values) for key, values in parts.items()}

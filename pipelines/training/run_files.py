@@ -1,0 +1,12 @@
+"""Names of the files a training run folder holds (one place, read by evaluation, scoring and registry)."""
+
+RUN_INFO = "run.json"
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_SPEC = "model_spec.json"
+CALIBRATION = "calibration.json"
+XGBOOST_MODEL = "xgboost.json"
+PREDICTIONS = "predictions.parquet"
+EMBEDDINGS = "embeddings.npy"
+METRICS = "metrics.json"
+REPORT = "report.md"
+CALIBRATION_PLOT = "calibration.png"

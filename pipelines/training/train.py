@@ -1,0 +1,186 @@
+"""`clinfuse train`: fit the late-fusion model with the Lightning Trainer, calibrate it, fit the baseline.
+
+Writes to the run folder: model.safetensors + model_spec.json, calibration.json, xgboost.json,
+predictions.parquet (raw and calibrated probabilities of both models for every patient), embeddings.npy,
+run.json, Lightning logs (CSV; MLflow when a tracking URI is given) and checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import platform as stdlib_platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from clinfuse.models.calibration import PlattCalibrator
+from clinfuse.models.encoders import EncoderSpec
+from clinfuse.models.encoders.registry import DEFAULT_ARCHITECTURES
+from clinfuse.models.lightning import LateFusionModule
+from clinfuse.pipelines.data import CacheDataModule, default_num_workers, modality_dims
+from clinfuse.pipelines.training import run_files
+from clinfuse.pipelines.training.model_io import build_model, save_model
+from clinfuse.pipelines.training.predict import predict_cohort
+from clinfuse.platform.cache import FeatureCache
+from clinfuse.platform.errors import ClinFuseError
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+EMBED_DIM = 32
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    max_epochs: int = 40
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    seed: int = 0
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 10
+    image_encoder: str | None = None  # default: densenet121 on GPU, small_cnn on CPU
+    num_workers: int | None = None
+    mlflow_tracking_uri: str | None = None
+
+
+def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
+    """Train, calibrate and write everything evaluation and scoring need to `out`."""
+    started = time.perf_counter()
+    cache = FeatureCache(cache_path)
+    _check_cohort(cache)
+    pl.seed_everything(settings.seed, workers=True)
+    accelerator = _resolve_accelerator(settings.accelerator)
+    specs = _encoder_specs(cache, accelerator, settings.image_encoder)
+    model = build_model(specs, EMBED_DIM)
+    has_images = any(s.kind == "dicom" for s in specs.values())
+    module = LateFusionModule(model, learning_rate=settings.learning_rate,
+                              channels_last=accelerator == "gpu" and has_images)  # fmt: skip
+    workers = settings.num_workers if settings.num_workers is not None else default_num_workers(accelerator)
+    data = CacheDataModule(str(cache_path), batch_size=settings.batch_size, num_workers=workers)
+
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val_auroc", mode="max", save_top_k=1,
+                                 filename="best-{epoch}")  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=settings.max_epochs,
+        accelerator=accelerator,
+        devices=settings.devices,
+        num_nodes=settings.num_nodes,
+        strategy=settings.strategy,
+        precision="bf16-mixed" if accelerator == "gpu" else "32-true",
+        callbacks=[checkpoint, EarlyStopping(monitor="val_auroc", mode="max", patience=settings.patience)],
+        logger=_loggers(out, settings),
+        log_every_n_steps=5,
+        enable_model_summary=False,
+        default_root_dir=out,
+    )
+    trainer.fit(module, datamodule=data)
+    if not trainer.is_global_zero:
+        return out
+    # Our own checkpoint from this run: tensors only (weights_only), then exported as safetensors.
+    state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    model = module.model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
+    save_model(model, specs, EMBED_DIM, out)
+    _write_predictions(model, cache, out, settings)
+    info = {
+        "cache": str(Path(cache_path).resolve()),
+        "cache_fingerprints": cache.manifest["fingerprints"],
+        "cohort_name": cache.manifest.get("cohort_name"),
+        "modalities": cache.modalities,
+        "settings": settings.__dict__ | {"accelerator_used": accelerator, "num_workers_used": workers},
+        "best_epoch_val_auroc": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "epochs_run": trainer.current_epoch,
+        "duration_s": round(time.perf_counter() - started, 1),
+        "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__,
+                     "python": stdlib_platform.python_version()},
+    }  # fmt: skip
+    (out / run_files.RUN_INFO).write_text(json.dumps(info, indent=1))
+    return out
+
+
+def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSettings) -> None:
+    from clinfuse.models.baseline import XGBoostBaseline
+    from clinfuse.pipelines.training.baseline_features import baseline_features
+
+    outputs = predict_cohort(model, cache)
+    cohort = cache.cohort
+    split = cohort["split"].to_numpy()
+    labels = cohort["label"].to_numpy()
+    val = split == "val"
+    fusion_calibrator = PlattCalibrator.fit(outputs["fusion_logit"][val], labels[val])
+
+    features, names = baseline_features(cache, outputs["embeddings"])
+    train_rows = split == "train"
+    baseline = XGBoostBaseline(names, seed=settings.seed).fit(features[train_rows], labels[train_rows],
+                                                              features[val], labels[val])  # fmt: skip
+    baseline.save(out / run_files.XGBOOST_MODEL)
+    xgb_logit = baseline.logit(features)
+    xgb_calibrator = PlattCalibrator.fit(xgb_logit[val], labels[val])
+
+    table = cohort[[c for c in ("patient", "split", "label", "sex", "age") if c in cohort]].copy()
+    table["fusion_logit"] = outputs["fusion_logit"]
+    table["fusion_prob_raw"] = 1.0 / (1.0 + np.exp(-outputs["fusion_logit"]))
+    table["fusion_prob"] = fusion_calibrator.probability(outputs["fusion_logit"])
+    table["xgboost_logit"] = xgb_logit
+    table["xgboost_prob_raw"] = 1.0 / (1.0 + np.exp(-xgb_logit))
+    table["xgboost_prob"] = xgb_calibrator.probability(xgb_logit)
+    for column, name in enumerate(cache.modalities):
+        table[f"present_{name}"] = outputs["present"][:, column] > 0
+        table[f"single_logit_{name}"] = outputs["single_logit"][:, column]
+    table.to_parquet(out / run_files.PREDICTIONS, index=False)
+    np.save(out / run_files.EMBEDDINGS, outputs["embeddings"].astype(np.float32))
+    calibration = {"fusion": fusion_calibrator.to_json(), "xgboost": xgb_calibrator.to_json(),
+                   "fitted_on": "val", "method": "platt"}  # fmt: skip
+    (out / run_files.CALIBRATION).write_text(json.dumps(calibration, indent=1))
+
+
+def _check_cohort(cache: FeatureCache) -> None:
+    counts = cache.cohort.groupby("split")["label"].agg(["sum", "count"])
+    for split in ("train", "val"):
+        if split not in counts.index or counts.loc[split, "sum"] in (0, counts.loc[split, "count"]):
+            raise ClinFuseError(f"the {split} split needs patients of both labels", "enlarge the cohort or re-split")
+
+
+def _resolve_accelerator(requested: str) -> str:
+    if requested in {"gpu", "cuda"}:
+        if not torch.cuda.is_available():
+            raise ClinFuseError(
+                "--accelerator gpu was requested but no CUDA device is visible", "use --accelerator cpu"
+            )
+        return "gpu"
+    if requested == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if requested != "cpu":
+        raise ClinFuseError(f"unknown --accelerator '{requested}'", "use auto, cpu or gpu")
+    return "cpu"
+
+
+def _encoder_specs(cache: FeatureCache, accelerator: str, image_encoder: str | None) -> dict[str, EncoderSpec]:
+    dims = modality_dims(cache)
+    specs = {}
+    for name, kind in cache.modalities.items():
+        architecture = DEFAULT_ARCHITECTURES[kind][accelerator]
+        if kind == "dicom" and image_encoder:
+            architecture = image_encoder
+        specs[name] = EncoderSpec(kind=kind, architecture=architecture, embed_dim=EMBED_DIM, dims=dims[name])
+    return specs
+
+
+def _loggers(out: Path, settings: TrainSettings) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(out, name="logs")]
+    if settings.mlflow_tracking_uri:
+        from pytorch_lightning.loggers import MLFlowLogger
+
+        loggers.append(MLFlowLogger(experiment_name="clinfuse-train", tracking_uri=settings.mlflow_tracking_uri))
+    return loggers
+
+
+def predictions(run: Path) -> pd.DataFrame:
+    return pd.read_parquet(run / run_files.PREDICTIONS)
