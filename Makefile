@@ -26,7 +26,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/clinfuse demo-data --out $(DEMO_DIR) --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED)
+	$(VENV)/bin/clinfuse demo-data --out $(DEMO_DIR)/cohort --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED)
+	$(VENV)/bin/clinfuse ingest --config $(DEMO_DIR)/cohort/cohort.yaml --out $(DEMO_DIR)/cache
+	$(VENV)/bin/clinfuse train --cache $(DEMO_DIR)/cache --out $(DEMO_DIR)/run
+	$(VENV)/bin/clinfuse evaluate $(DEMO_DIR)/run
 
 test: setup
 	$(VENV)/bin/python -m pytest

@@ -46,7 +46,7 @@ def _ehr_reader(cache: FeatureCache, name: str) -> tuple[Reader, dict[str, int]]
     def read(row: int) -> dict[str, np.ndarray]:
         if row < 0:
             return {key: np.zeros(a.shape[1:], a.dtype) for key, a in arrays.items()}
-        return {key: np.asarray(a[row]) for key, a in arrays.items()}
+        return {key: np.array(a[row]) for key, a in arrays.items()}  # a copy: tensors need writable memory
 
     dims = {"vocabulary": vocabulary, "max_codes": arrays["codes"].shape[1], "labs": arrays["labs"].shape[1],
             "lab_observed": arrays["lab_observed"].shape[1]}  # fmt: skip

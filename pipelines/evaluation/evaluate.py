@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from clinfuse.models import metrics
 from clinfuse.pipelines.training import run_files
 from clinfuse.platform.errors import ClinFuseError

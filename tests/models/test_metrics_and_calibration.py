@@ -1,0 +1,42 @@
+"""Calibration and metrics against cases whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+from clinfuse.models import metrics
+from clinfuse.models.calibration import PlattCalibrator
+
+
+def test_platt_scaling_recovers_a_known_miscalibration() -> None:
+    rng = np.random.default_rng(0)
+    true_logit = rng.normal(0, 2, size=20000)
+    labels = (rng.random(20000) < 1 / (1 + np.exp(-true_logit))).astype(float)
+    overconfident = (true_logit - 0.5) * 2.0  # the model's logit: slope 2, shifted
+    calibrator = PlattCalibrator.fit(overconfident, labels)
+    assert abs(calibrator.slope - 0.5) < 0.05 and abs(calibrator.intercept - 0.5) < 0.1
+    before = metrics.expected_calibration_error(labels, 1 / (1 + np.exp(-overconfident)))
+    after = metrics.expected_calibration_error(labels, calibrator.probability(overconfident))
+    assert after < 0.02 < before
+    assert PlattCalibrator.from_json(calibrator.to_json()) == calibrator
+
+
+def test_ece_is_zero_for_perfectly_calibrated_bins_and_large_for_wrong_ones() -> None:
+    labels = np.array([0, 0, 0, 1] * 25 + [1, 1, 1, 0] * 25, dtype=float)
+    probabilities = np.array([0.25] * 100 + [0.75] * 100)
+    assert metrics.expected_calibration_error(labels, probabilities) < 1e-9
+    assert metrics.expected_calibration_error(labels, 1 - probabilities) > 0.4
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_patients() -> None:
+    rng = np.random.default_rng(1)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 2, n)
+        return labels, labels + rng.normal(0, 1.0, n)
+
+    small, large = sample(100), sample(2000)
+    ci_small = metrics.bootstrap_ci(*small, metrics.auroc, resamples=300)
+    ci_large = metrics.bootstrap_ci(*large, metrics.auroc, resamples=300)
+    assert ci_small[0] <= metrics.auroc(*small) <= ci_small[1]
+    assert ci_large[1] - ci_large[0] < ci_small[1] - ci_small[0]
+    assert metrics.bootstrap_ci(np.ones(10), np.arange(10.0), metrics.auroc) is None

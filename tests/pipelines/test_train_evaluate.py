@@ -1,0 +1,89 @@
+"""Train on the demo cache (CPU, two epochs), then evaluate: artifacts, formats and report keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from clinfuse.models.baseline import XGBoostBaseline
+from clinfuse.pipelines.evaluation.evaluate import evaluate
+from clinfuse.pipelines.training import run_files
+from clinfuse.pipelines.training.model_io import load_model
+from clinfuse.pipelines.training.predict import predict_cohort
+from clinfuse.pipelines.training.train import TrainSettings, train
+from clinfuse.platform.cache import FeatureCache
+from safetensors.torch import load_file
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("run") / "run"
+    train(demo_cache, run, TrainSettings(max_epochs=2, accelerator="cpu", seed=1, patience=2))
+    return run
+
+
+def test_run_holds_safetensors_weights_calibration_baseline_and_predictions(demo_run: Path, demo_cache: Path) -> None:
+    for name in (run_files.MODEL_WEIGHTS, run_files.MODEL_SPEC, run_files.CALIBRATION, run_files.XGBOOST_MODEL,
+                 run_files.PREDICTIONS, run_files.RUN_INFO):  # fmt: skip
+        assert (demo_run / name).is_file(), name
+    assert load_file(demo_run / run_files.MODEL_WEIGHTS)  # plain tensors, no pickle
+    predictions = pd.read_parquet(demo_run / run_files.PREDICTIONS)
+    cohort = FeatureCache(demo_cache).cohort
+    assert list(predictions["patient"]) == list(cohort["patient"])
+    for column in ("fusion_prob", "fusion_prob_raw", "xgboost_prob", "xgboost_prob_raw"):
+        assert predictions[column].between(0, 1).all()
+    assert not np.allclose(predictions["fusion_prob"], predictions["fusion_prob_raw"])
+    assert json.loads((demo_run / run_files.XGBOOST_MODEL).read_text())["learner"]  # XGBoost's JSON format
+
+
+def test_saved_model_reproduces_the_predictions(demo_run: Path, demo_cache: Path) -> None:
+    model = load_model(demo_run)
+    outputs = predict_cohort(model, FeatureCache(demo_cache))
+    stored = pd.read_parquet(demo_run / run_files.PREDICTIONS)
+    np.testing.assert_allclose(outputs["fusion_logit"], stored["fusion_logit"], rtol=1e-4, atol=1e-4)
+    baseline = XGBoostBaseline.load(demo_run / run_files.XGBOOST_MODEL)
+    assert baseline.feature_names and all(":" in name for name in baseline.feature_names)
+
+
+def test_single_modality_logits_use_only_that_modality(demo_run: Path) -> None:
+    predictions = pd.read_parquet(demo_run / run_files.PREDICTIONS)
+    absent = ~predictions["present_imaging"]
+    prior_values = predictions.loc[absent, "single_logit_imaging"].round(5).unique()
+    assert len(prior_values) == 1, "without the modality, the single-modality prediction is the prior"
+
+
+def test_evaluate_writes_the_documented_metrics(demo_run: Path) -> None:
+    result = evaluate(demo_run, resamples=200)
+    for model in ("fusion", "xgboost"):
+        assert set(result[model]) >= {"auroc", "auroc_ci", "auprc", "brier", "ece"}
+        low, high = result[model]["auroc_ci"]
+        assert low <= result[model]["auroc"] <= high
+    assert set(result["single_modality"]) == {"imaging", "genomics", "ehr"}
+    assert sum(g["n"] for g in result["by_missingness"].values()) == result["n_test"]
+    assert {"sex=F", "sex=M"} <= set(result["subgroups"])
+    assert 0 < result["prevalence"] < 1
+    assert json.loads((demo_run / run_files.METRICS).read_text()) == json.loads(json.dumps(result))
+    assert (demo_run / run_files.CALIBRATION_PLOT).read_bytes()[:4] == b"\x89PNG"
+    assert "| fusion |" in (demo_run / run_files.REPORT).read_text()
+
+
+def test_cli_errors_for_missing_cache_and_run(clinfuse_exe: Path, tmp_path: Path) -> None:
+    for args in (["train", "--cache", str(tmp_path / "nope"), "--out", str(tmp_path / "r")],
+                 ["evaluate", str(tmp_path)]):  # fmt: skip
+        result = subprocess.run([str(clinfuse_exe), *args], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("error: ")
+
+
+def test_gpu_request_without_gpu_is_a_clear_error(demo_cache: Path, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: this checks the no-GPU message")
+    from clinfuse.platform.errors import ClinFuseError
+
+    with pytest.raises(ClinFuseError, match="no CUDA device"):
+        train(demo_cache, tmp_path / "r", TrainSettings(accelerator="gpu"))
