@@ -50,7 +50,12 @@ class LateFusionModule(pl.LightningModule):
             outputs["modality_logits"].float(), label.unsqueeze(1).expand_as(present), reduction="none"
         )
         aux = (per_modality * present).sum() / present.sum().clamp(min=1.0)
-        return loss + self.hparams.aux_weight * aux, outputs["fusion_logit"]
+        # The prior (every modality masked) is the reference of the modality Shapley values: fit it to the
+        # base rate, so "base risk" means what a clinician expects.
+        nothing = torch.zeros_like(present)
+        prior = self.model.head(outputs["embeddings"], outputs["modality_logits"], nothing)
+        prior_loss = F.binary_cross_entropy_with_logits(prior.float(), label)
+        return loss + self.hparams.aux_weight * (aux + prior_loss), outputs["fusion_logit"]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         mask = modality_dropout(batch["present"], self.hparams.dropout_rate)

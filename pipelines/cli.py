@@ -105,6 +105,41 @@ def evaluate_command(
     )
 
 
+@app.command("explain")
+def explain_command(
+    run: Annotated[Path, typer.Option("--run", help="run folder written by `clinfuse train`")],
+    patient: Annotated[str, typer.Option("--patient", help="patient pseudonym (or source id, with the key)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the explanation as JSON")] = False,
+    top_k: Annotated[int, typer.Option("--top", min=1, help="features per modality")] = 10,
+) -> None:
+    """Explain one patient's risk: exact modality Shapley values, then what mattered inside each modality."""
+    import json
+
+    from clinfuse.pipelines.explain import RunExplainer
+
+    explanation = RunExplainer(run, top_k=top_k).explain(patient)
+    if as_json:
+        typer.echo(json.dumps(explanation.to_json(), indent=1))
+        return
+    shapley = explanation.modality
+    typer.echo(f"patient {explanation.patient}: risk {explanation.risk:.3f} (uncalibrated {explanation.risk_raw:.3f})")
+    typer.echo(f"  base risk {shapley.probability_base:.3f} (every modality masked)")
+    for name, value in sorted(shapley.probability_values.items(), key=lambda kv: -abs(kv[1])):
+        typer.echo(f"  {name:<12} {value:+.3f} risk  ({shapley.logit_values[name]:+.3f} logit)")
+    for name in shapley.absent:
+        typer.echo(f"  {name:<12} absent")
+    if explanation.xgboost:
+        xgb = explanation.xgboost
+        values = ", ".join(f"{m} {v:+.3f}" for m, v in xgb["logit_values"].items() if m not in xgb["absent"])
+        typer.echo(f"  XGBoost baseline: risk {xgb['probability']:.3f}; TreeSHAP per modality (logit): {values}")
+    for name, entry in explanation.within.items():
+        if entry["top"]:
+            tops = ", ".join(f"{t['name']} {t['value']:+.3f}" for t in entry["top"][:5])
+            typer.echo(f"  inside {name}: {tops}")
+        if entry.get("heatmap"):
+            typer.echo(f"  inside {name}: heatmap {run / entry['heatmap']}")
+
+
 def main() -> None:
     """Entry point: user mistakes become one `error:` line on stderr and exit code 2, never a traceback."""
     try:

@@ -58,3 +58,13 @@ def demo_cache(demo_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     cache = tmp_path_factory.mktemp("cache") / "features"
     ingest(demo_cohort / "cohort.yaml", cache, workers=1)
     return cache
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short CPU training run on the demo cache (a few epochs: enough to exercise every artifact)."""
+    from clinfuse.pipelines.training.train import TrainSettings, train
+
+    run = tmp_path_factory.mktemp("run") / "run"
+    train(demo_cache, run, TrainSettings(max_epochs=3, accelerator="cpu", seed=1, patience=3))
+    return run

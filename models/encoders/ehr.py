@@ -27,10 +27,19 @@ class EhrEncoder(nn.Module):
         self.project = nn.Sequential(nn.Linear(3 * code_dim, embed_dim), nn.ReLU())
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens, padding = self.tokens(inputs)
+        return self.from_tokens(tokens, padding, inputs["labs"], inputs["lab_observed"])
+
+    def tokens(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-position code embeddings with their age (B, T, C), and the padding mask (B, T)."""
         codes = inputs["codes"].long()
         padding = codes == 0
         age = torch.log1p(inputs["code_age_days"].clamp(min=0)).unsqueeze(-1) / 8.0
-        tokens = self.embedding(codes) + self.age(age) * (~padding).unsqueeze(-1)
+        return self.embedding(codes) + self.age(age) * (~padding).unsqueeze(-1), padding
+
+    def from_tokens(self, tokens: torch.Tensor, padding: torch.Tensor, labs: torch.Tensor,
+                    lab_observed: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """The embedding from token vectors: split out so attributions can integrate over tokens."""
         if self.sequence_kind == "gru":
             summary = self.sequence(tokens)[0][:, -1]
         else:
@@ -38,5 +47,5 @@ class EhrEncoder(nn.Module):
             encoded = self.sequence(tokens, src_key_padding_mask=padding & ~padding.all(dim=1, keepdim=True))
             summary = (encoded * keep).sum(1) / keep.sum(1).clamp(min=1.0)
         bag = tokens.masked_fill(padding.unsqueeze(-1), -1e4).amax(dim=1).clamp(min=-1.0)
-        labs = self.labs(torch.cat([inputs["labs"], inputs["lab_observed"]], dim=1))
+        labs = self.labs(torch.cat([labs, lab_observed], dim=1))
         return self.project(torch.cat([summary, bag, labs], dim=1))

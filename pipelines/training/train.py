@@ -62,7 +62,8 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
     module = LateFusionModule(model, learning_rate=settings.learning_rate,
                               channels_last=accelerator == "gpu" and has_images)  # fmt: skip
     workers = settings.num_workers if settings.num_workers is not None else default_num_workers(accelerator)
-    data = CacheDataModule(str(cache_path), batch_size=settings.batch_size, num_workers=workers)
+    data = CacheDataModule(str(cache_path), batch_size=settings.batch_size, num_workers=workers,
+                           augment_seed=settings.seed)  # fmt: skip
 
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val_auroc", mode="max", save_top_k=1,

@@ -11,7 +11,6 @@ from clinfuse.platform.config import EhrModality
 from clinfuse.platform.ingest.cohort_table import Cohort
 from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
 from clinfuse.platform.ingest.ehr_features import EhrAlignment, code_texts
-from clinfuse.platform.ingest.ehr_source import load_ehr_events
 
 ALIGNMENT_FILE = "alignment.json"
 EVENTS_FILE = "events.parquet"
@@ -20,6 +19,8 @@ ARRAY_FILES = ("codes", "code_age_days", "labs", "lab_observed")
 
 
 def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: IngestContext) -> ModalityOutput:
+    from clinfuse.platform.ingest.ehr_source import load_ehr_events  # PyHealth/polars only when EHR is ingested
+
     events = load_ehr_events(modality, cohort.index_times(), context.scratch, context.progress)
     present = [pid for pid in cohort.patient_ids if pid in set(events["patient_id"])]
     if context.alignment is not None:

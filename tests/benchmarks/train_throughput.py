@@ -10,7 +10,8 @@ What one run measures (every figure printed is measured in that run, on this mac
     cycles over epochs, and epoch boundaries are timed as in real training). A Lightning callback times the
     `--steps` batches after the warm-up, from the end of the last warm-up batch to the end of the last batch
     (CUDA synchronised at both ends), so every timed batch pays for its loading, transfer and step. Images
-    counted = imaging-present patients of the timed batches (the image branch runs on exactly those).
+    counted = imaging-present patients of the timed batches (the image branch runs on exactly those). The
+    loader does whatever `CacheDataModule` does by default for training (today: per-image augmentation).
 (a') The same train loader alone (same workers, batches moved to the device, no model), for diagnosis: if
     (a) is well below (b) and (a') is close to (a), loading is the bottleneck.
 (b) The raw training step on ONE fixed batch already on the device: forward + backward + AdamW step + zero_grad

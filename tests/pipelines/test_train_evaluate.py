@@ -20,13 +20,6 @@ from clinfuse.platform.cache import FeatureCache
 from safetensors.torch import load_file
 
 
-@pytest.fixture(scope="module")
-def demo_run(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("run") / "run"
-    train(demo_cache, run, TrainSettings(max_epochs=2, accelerator="cpu", seed=1, patience=2))
-    return run
-
-
 def test_run_holds_safetensors_weights_calibration_baseline_and_predictions(demo_run: Path, demo_cache: Path) -> None:
     for name in (run_files.MODEL_WEIGHTS, run_files.MODEL_SPEC, run_files.CALIBRATION, run_files.XGBOOST_MODEL,
                  run_files.PREDICTIONS, run_files.RUN_INFO):  # fmt: skip

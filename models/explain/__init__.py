@@ -1,0 +1,1 @@
+"""Explanations: exact modality Shapley values and attributions inside each modality."""
