@@ -19,7 +19,6 @@ from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
 from torch.utils.data import default_collate
 
-HEATMAP_DIR = "explanations"
 BACKGROUND_PATIENTS = 100
 
 
@@ -98,7 +97,7 @@ class RunExplainer:
         return values
 
     def _store_heatmap(self, modality: str, patient: str, heatmap: np.ndarray) -> str:
-        folder = self.run / HEATMAP_DIR
+        folder = self.run / run_files.EXPLANATIONS
         folder.mkdir(exist_ok=True)
         path = folder / f"{patient}_{modality}.npy"
         np.save(path, heatmap.astype(np.float16))

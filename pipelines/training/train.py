@@ -66,6 +66,7 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
                            augment_seed=settings.seed)  # fmt: skip
 
     out.mkdir(parents=True, exist_ok=True)
+    _clear_previous_outputs(out)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val_auroc", mode="max", save_top_k=1,
                                  filename="best-{epoch}")  # fmt: skip
     trainer = pl.Trainer(
@@ -140,6 +141,16 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
     calibration = {"fusion": fusion_calibrator.to_json(), "xgboost": xgb_calibrator.to_json(),
                    "fitted_on": "val", "method": "platt"}  # fmt: skip
     (out / run_files.CALIBRATION).write_text(json.dumps(calibration, indent=1))
+
+
+def _clear_previous_outputs(out: Path) -> None:
+    """Retraining into a run folder must not leave an earlier model's checkpoints, metrics or heatmaps."""
+    import shutil
+
+    for name in ("checkpoints", run_files.EXPLANATIONS):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in (run_files.METRICS, run_files.REPORT, run_files.CALIBRATION_PLOT):
+        (out / name).unlink(missing_ok=True)
 
 
 def _check_cohort(cache: FeatureCache) -> None:
