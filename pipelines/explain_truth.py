@@ -5,7 +5,7 @@ Three figures, each beside its chance level:
   which the exact modality Shapley value ranks it first (chance: 1 / modalities present);
 - planted genes: mean share of the 20 planted genes among the top-20 table SHAP features, over positive
   patients with genomics (chance: 20 / panel size);
-- image heatmap: mean share of Grad-CAM mass inside the planted finding's box, over patients with a clear
+- image heatmap: mean share of heatmap mass inside the planted finding's box, over patients with a clear
   finding (chance: the box's share of the image area).
 """
 

@@ -31,7 +31,7 @@ def main() -> None:
           f"(chance {dominant['chance']:.2f}, goal >= {GOALS['dominant_modality_first']})")  # fmt: skip
     print(f"planted genes in table SHAP top-20: {genes['mean_recall']:.2f} over {genes['n']} positives "
           f"(chance {genes['chance']:.3f}, goal >= {GOALS['planted_genes_in_top20']})")  # fmt: skip
-    print(f"Grad-CAM mass inside the finding's box: {heat['mean_fraction']:.2f} over {heat['n']} images "
+    print(f"image heatmap mass inside the finding's box: {heat['mean_fraction']:.2f} over {heat['n']} images "
           f"(box area share {heat['chance']:.2f})")  # fmt: skip
     print(f"took {time.perf_counter() - started:.0f} s")
 
