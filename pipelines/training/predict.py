@@ -14,16 +14,23 @@ from clinfuse.platform.cache import FeatureCache
 from torch.utils.data import DataLoader
 
 
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: _to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
+
+
 @torch.no_grad()
-def predict_cohort(model: LateFusionModel, cache: FeatureCache, batch_size: int = 64) -> dict[str, np.ndarray]:
+def predict_cohort(model: LateFusionModel, cache: FeatureCache, batch_size: int = 64,
+                   device: str | torch.device = "cpu") -> dict[str, np.ndarray]:  # fmt: skip
     """Arrays over all cohort rows: embeddings (N, M, D), modality_logits (N, M), present (N, M),
     fusion_logit (N,), single_logit (N, M) — the fusion logit with only modality m kept."""
-    model.eval()
+    device = torch.device(device)
+    model.eval().to(device)
     dataset = CacheDataset(cache)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("embeddings", "modality_logits", "present", "fusion_logit",
                                                             "single_logit")}  # fmt: skip
     for batch in loader:
+        batch = _to_device(batch, device)
         embeddings, logits = model.encode(batch)
         present = batch["present"]
         singles = []
@@ -31,9 +38,9 @@ def predict_cohort(model: LateFusionModel, cache: FeatureCache, batch_size: int 
             only = torch.zeros_like(present)
             only[:, column] = present[:, column]
             singles.append(model.head(embeddings, logits, only))
-        parts["embeddings"].append(embeddings.numpy())
-        parts["modality_logits"].append(logits.numpy())
-        parts["present"].append(present.numpy())
-        parts["fusion_logit"].append(model.head(embeddings, logits, present).numpy())
-        parts["single_logit"].append(torch.stack(singles, dim=1).numpy())
+        parts["embeddings"].append(embeddings.float().cpu().numpy())
+        parts["modality_logits"].append(logits.float().cpu().numpy())
+        parts["present"].append(present.cpu().numpy())
+        parts["fusion_logit"].append(model.head(embeddings, logits, present).float().cpu().numpy())
+        parts["single_logit"].append(torch.stack(singles, dim=1).float().cpu().numpy())
     return {key: np.concatenate(values) for key, values in parts.items()}

@@ -88,9 +88,9 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
     # Our own checkpoint from this run: tensors only (weights_only), then exported as safetensors.
     state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
-    model = module.model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
+    model = module.model.to(memory_format=torch.contiguous_format).float().eval()
     save_model(model, specs, EMBED_DIM, out)
-    _write_predictions(model, cache, out, settings)
+    _write_predictions(model, cache, out, settings, device="cuda" if accelerator == "gpu" else "cpu")
     info = {
         "cache": str(Path(cache_path).resolve()),
         "cache_fingerprints": cache.manifest["fingerprints"],
@@ -107,11 +107,11 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
     return out
 
 
-def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSettings) -> None:
+def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSettings, device: str) -> None:
     from clinfuse.models.baseline import XGBoostBaseline
     from clinfuse.pipelines.training.baseline_features import baseline_features
 
-    outputs = predict_cohort(model, cache)
+    outputs = predict_cohort(model, cache, device=device)
     cohort = cache.cohort
     split = cohort["split"].to_numpy()
     labels = cohort["label"].to_numpy()

@@ -21,7 +21,7 @@ ARRAY_FILES = ("codes", "code_age_days", "labs", "lab_observed")
 def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: IngestContext) -> ModalityOutput:
     from clinfuse.platform.ingest.ehr_source import load_ehr_events  # PyHealth/polars only when EHR is ingested
 
-    events = load_ehr_events(modality, cohort.index_times(), context.scratch, context.progress)
+    events, excluded = load_ehr_events(modality, cohort.index_times(), context.scratch, context.progress)
     present = [pid for pid in cohort.patient_ids if pid in set(events["patient_id"])]
     if context.alignment is not None:
         alignment = EhrAlignment.from_json(context.alignment)
@@ -44,6 +44,7 @@ def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: Ingest
     report = {
         "patients_present": len(present),
         "events_before_index": int(len(events)),
+        "events_at_or_after_index_excluded": excluded,
         "events_by_kind": dict(Counter(events["kind"])),
         "alignment": counts,
     }

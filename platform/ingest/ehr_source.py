@@ -32,8 +32,9 @@ EVENT_COLUMNS = ("patient_id", "days_before_index", "kind", "code", "value", "un
 
 def load_ehr_events(
     modality: EhrModality, index_times: dict[str, pd.Timestamp], scratch: Path, progress: bool = False
-) -> pd.DataFrame:
-    """Events of cohort patients strictly before each one's index time, as a tidy frame (EVENT_COLUMNS)."""
+) -> tuple[pd.DataFrame, int]:
+    """Events of cohort patients strictly before each one's index time, as a tidy frame (EVENT_COLUMNS),
+    and how many events of the configured tables were left out for lying at or after the index time."""
     _check_layout(modality)
     import dask
     from pyhealth.datasets import MIMIC4Dataset
@@ -59,7 +60,15 @@ def load_ehr_events(
         if "labevents" in modality.tables:
             frames.append(_labs(events, cohort))
         collected = pl.concat([f.collect() for f in frames], how="vertical_relaxed")
-    return collected.to_pandas()
+        excluded = (
+            events.filter(pl.col("event_type").is_in(list(modality.tables)))
+            .join(cohort.lazy(), on="patient_id", how="inner")
+            .filter(pl.col("timestamp") >= pl.col("index_time"))
+            .select(pl.len())
+            .collect()
+            .item()
+        )
+    return collected.to_pandas(), int(excluded)
 
 
 @contextlib.contextmanager

@@ -57,6 +57,7 @@ def test_only_data_before_the_index_time_is_used(demo_cache: Path, demo_cohort: 
     assert not leak & set(vocabulary)
     events = cache.table("ehr", "events")
     assert (events["days_before_index"] > 0).all()
+    assert cache.report["modalities"]["ehr"]["events_at_or_after_index_excluded"] > 0
     assert not events["code"].isin(leak).any()
 
     # the image kept for each patient is the index image, never the follow-up taken after the index time
