@@ -100,7 +100,8 @@ def evaluate_command(
     result = evaluate(run, resamples=resamples)
     fusion, xgb = result["fusion"], result["xgboost"]
     typer.echo(
-        f"test n={result['n_test']}: fusion AUROC {fusion['auroc']:.3f} {fusion['auroc_ci']}, ECE {fusion['ece']:.3f}; "
+        f"test n={result['n_test']}: fusion AUROC {fusion['auroc']:.3f} "
+        f"[{fusion['auroc_ci'][0]:.3f}, {fusion['auroc_ci'][1]:.3f}], ECE {fusion['ece']:.3f}; "
         f"XGBoost AUROC {xgb['auroc']:.3f}; report {run / 'report.md'}"
     )
 

@@ -10,7 +10,7 @@ class EhrEncoder(nn.Module):
     """Codes (B, T) right-aligned with 0 = padding, code ages in days (B, T), labs (B, L) and observed (B, L')."""
 
     def __init__(self, vocab_size: int, n_labs: int, n_observed: int, embed_dim: int, sequence: str = "gru",
-                 code_dim: int = 32) -> None:  # fmt: skip
+                 code_dim: int = 32, dropout: float = 0.3) -> None:  # fmt: skip
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, code_dim, padding_idx=0)
         self.age = nn.Linear(1, code_dim)
@@ -22,9 +22,10 @@ class EhrEncoder(nn.Module):
             self.sequence = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
         else:
             raise ValueError(f"unknown EHR sequence model '{sequence}': use gru or transformer")
-        self.labs = nn.Sequential(nn.Linear(n_labs + n_observed, code_dim), nn.ReLU())
+        self.labs = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_labs + n_observed, code_dim), nn.ReLU())
+        self.dropout = nn.Dropout(dropout)
         # bag-of-codes (max over the sequence) keeps rare but decisive codes visible next to the summary
-        self.project = nn.Sequential(nn.Linear(3 * code_dim, embed_dim), nn.ReLU())
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(3 * code_dim, embed_dim), nn.ReLU())
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         tokens, padding = self.tokens(inputs)
@@ -35,7 +36,8 @@ class EhrEncoder(nn.Module):
         codes = inputs["codes"].long()
         padding = codes == 0
         age = torch.log1p(inputs["code_age_days"].clamp(min=0)).unsqueeze(-1) / 8.0
-        return self.embedding(codes) + self.age(age) * (~padding).unsqueeze(-1), padding
+        tokens = self.embedding(codes) + self.age(age) * (~padding).unsqueeze(-1)
+        return self.dropout(tokens), padding
 
     def from_tokens(self, tokens: torch.Tensor, padding: torch.Tensor, labs: torch.Tensor,
                     lab_observed: torch.Tensor) -> torch.Tensor:  # fmt: skip
