@@ -24,14 +24,8 @@ def brier(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
     """Mean |observed rate - mean predicted| over equal-width probability bins, weighted by bin size."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            total += members.mean() * abs(labels[members].mean() - probabilities[members].mean())
-    return float(total)
+    predicted, observed, counts = reliability_curve(labels, probabilities, bins)
+    return float(np.sum(counts * np.abs(observed - predicted)) / len(labels))
 
 
 def reliability_curve(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> tuple[np.ndarray, ...]:

@@ -39,6 +39,7 @@ class RunExplainer:
         self.baseline = XGBoostBaseline.load(run / run_files.XGBOOST_MODEL)
         self.dataset = CacheDataset(self.cache)
         self.patients = self.cache.cohort["patient"].tolist()
+        self.row_of_patient = {patient: row for row, patient in enumerate(self.patients)}
         self._baseline_features: np.ndarray | None = None
         self.contexts = {name: self._context(name, kind, top_k) for name, kind in self.kinds.items()}
 
@@ -61,13 +62,13 @@ class RunExplainer:
 
     def row_of(self, patient: str) -> int:
         """Cohort row of a patient given by pseudonym (as shown everywhere) or by source id."""
-        if patient in self.patients:
-            return self.patients.index(patient)
+        if patient in self.row_of_patient:
+            return self.row_of_patient[patient]
         from clinfuse.platform.security import Pseudonymiser, load_pseudonym_key
 
         pseudonym = Pseudonymiser(load_pseudonym_key())(patient)
-        if pseudonym in self.patients:
-            return self.patients.index(pseudonym)
+        if pseudonym in self.row_of_patient:
+            return self.row_of_patient[pseudonym]
         raise ClinFuseError(f"patient '{patient}' is not in the run's cohort", "use a pseudonym from the cache")
 
     def explain(self, patient: str, store_heatmaps: bool = True) -> PatientExplanation:
@@ -81,9 +82,9 @@ class RunExplainer:
             heatmap = entry.get("heatmap_array")
             if heatmap is not None and store_heatmaps:
                 entry["heatmap"] = self._store_heatmap(name, self.patients[row], heatmap)
-                image_row = int(self.cache.rows(name)[row])
-                entry["source_geometry"] = {k: self.cache.json(name, "images")["rows"][image_row][k]
-                                            for k in ("rows", "cols")} | {"size": int(heatmap.shape[-1])}  # fmt: skip
+                source = self.cache.json(name, "images")["rows"][int(self.cache.rows(name)[row])]
+                entry["source_geometry"] = {"rows": source["rows"], "cols": source["cols"],
+                                            "size": int(heatmap.shape[-1])}  # fmt: skip
         return explanation
 
     def _xgboost(self, row: int, present: np.ndarray) -> dict:

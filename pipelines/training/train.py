@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytorch_lightning as pl
 import torch
 from clinfuse.models.calibration import PlattCalibrator
@@ -192,7 +191,3 @@ def _loggers(out: Path, settings: TrainSettings) -> list[Logger]:
 
         loggers.append(MLFlowLogger(experiment_name="clinfuse-train", tracking_uri=settings.mlflow_tracking_uri))
     return loggers
-
-
-def predictions(run: Path) -> pd.DataFrame:
-    return pd.read_parquet(run / run_files.PREDICTIONS)

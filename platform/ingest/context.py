@@ -18,6 +18,7 @@ class IngestContext:
     workers: int = 1
     progress: bool = False
     alignment: dict | None = None  # a frozen alignment (scoring): applied, never refitted
+    input_digests: dict[str, str] = field(default_factory=dict)  # input file path -> content digest
 
 
 @dataclass

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pydicom
+from clinfuse.platform.errors import ClinFuseError
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
@@ -109,8 +110,6 @@ def read_manifest(manifest: Path, root: Path) -> dict[Path, str]:
     table = pd.read_csv(manifest, dtype=str)
     missing = {"patient_id", "path"} - set(table.columns)
     if missing:
-        from clinfuse.platform.errors import ClinFuseError
-
         raise ClinFuseError(f"manifest {manifest.name} lacks column(s) {sorted(missing)}", "use patient_id, path")
     return {
         (manifest.parent / p).resolve(): pid.strip() for pid, p in zip(table["patient_id"], table["path"], strict=True)

@@ -48,8 +48,9 @@ def ingest_dicom(modality: DicomModality, cohort: Cohort, out: Path, context: In
 
     chosen, selection = select_images(headers, cohort.index_times())
     ordered = [pid for pid in cohort.patient_ids if pid in chosen]
-    digests = {pid: file_digest(chosen[pid].path) for pid in ordered}
-    reusable = _previous_images(context.previous, modality.image_size)
+    digests = {pid: context.input_digests.get(str(chosen[pid].path)) or file_digest(chosen[pid].path)
+               for pid in ordered}  # fmt: skip
+    reusable = _PreviousImages(context.previous, modality.image_size)
     to_decode = [pid for pid in ordered if digests[pid] not in reusable]
     decoded, decode_issues = _decode(
         [chosen[pid].path for pid in to_decode], modality, context, desc=f"{modality.name}: decode"
@@ -64,7 +65,7 @@ def ingest_dicom(modality: DicomModality, cohort: Cohort, out: Path, context: In
     for pid in ordered:
         digest = digests[pid]
         if digest in reusable:
-            image, meta = reusable[digest]
+            image, meta = reusable.get(digest)
             reused += 1
         elif decoded.get(str(chosen[pid].path)) is not None:
             result: PreprocessedImage = decoded[str(chosen[pid].path)]
@@ -123,16 +124,27 @@ def _safe_preprocess(arguments: tuple[Path, int, tuple[float, float] | None]) ->
         return None, f"pixel decoding failed: {type(exc).__name__}: {str(exc)[:160]}"
 
 
-def _previous_images(previous: Path | None, image_size: int) -> dict[str, tuple[np.ndarray, dict]]:
-    """Decoded images of the previous cache keyed by file digest (only when preprocessing matches)."""
-    if previous is None or not (previous / IMAGE_INDEX_FILE).exists():
-        return {}
-    index = json.loads((previous / IMAGE_INDEX_FILE).read_text())
-    if index.get("image_size") != image_size:
-        return {}
-    images = np.load(previous / IMAGES_FILE, mmap_mode="r")
-    return {row["digest"]: (np.array(images[i]), {k: v for k, v in row.items() if k != "digest"})
-            for i, row in enumerate(index["rows"])}  # fmt: skip
+class _PreviousImages:
+    """Decoded images of the previous cache by file digest (only when preprocessing matches); pixels stay
+    memory-mapped until a row is actually reused."""
+
+    def __init__(self, previous: Path | None, image_size: int) -> None:
+        self.rows: dict[str, tuple[int, dict]] = {}
+        if previous is None or not (previous / IMAGE_INDEX_FILE).exists():
+            return
+        index = json.loads((previous / IMAGE_INDEX_FILE).read_text())
+        if index.get("image_size") != image_size:
+            return
+        self.images = np.load(previous / IMAGES_FILE, mmap_mode="r")
+        self.rows = {row["digest"]: (i, {k: v for k, v in row.items() if k != "digest"})
+                     for i, row in enumerate(index["rows"])}  # fmt: skip
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.rows
+
+    def get(self, digest: str) -> tuple[np.ndarray, dict]:
+        row, meta = self.rows[digest]
+        return np.array(self.images[row]), meta
 
 
 def _report(

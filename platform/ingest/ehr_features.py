@@ -48,7 +48,10 @@ class EhrAlignment:
         index = {code: i for i, code in enumerate(self.vocabulary)}
         codes = np.zeros((len(patient_ids), self.max_codes), dtype=np.int32)
         ages = np.zeros((len(patient_ids), self.max_codes), dtype=np.float32)
-        code_events = events[events["kind"] != "labevents"].sort_values(["patient_id", "days_before_index"])
+        # chronological within each patient: oldest first (most days before the index), most recent last
+        code_events = events[events["kind"] != "labevents"].sort_values(
+            ["patient_id", "days_before_index"], ascending=[True, False], kind="stable"
+        )
         grouped = dict(tuple(code_events.groupby("patient_id", sort=False)))
         unseen = 0
         truncated = 0
@@ -56,13 +59,11 @@ class EhrAlignment:
             group = grouped.get(pid)
             if group is None:
                 continue
-            # most recent last: sort by days_before_index descending, keep the last max_codes
-            ordered = group.sort_values("days_before_index", ascending=False, kind="stable")
-            tokens = [index.get(c, 1) for c in ordered["code"]]
+            tokens = [index.get(c, 1) for c in group["code"]]
             unseen += tokens.count(1)
             if len(tokens) > self.max_codes:
                 truncated += 1
-            tokens, days = tokens[-self.max_codes :], ordered["days_before_index"].to_numpy()[-self.max_codes :]
+            tokens, days = tokens[-self.max_codes :], group["days_before_index"].to_numpy()[-self.max_codes :]
             codes[row, self.max_codes - len(tokens) :] = tokens
             ages[row, self.max_codes - len(days) :] = days
         labs = events[events["kind"] == "labevents"]

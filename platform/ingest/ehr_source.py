@@ -27,13 +27,13 @@ _CODE_SOURCES: dict[str, tuple[str, str]] = {
     "procedures_icd": ("procedures_icd/icd_code", "PX"),
     "prescriptions": ("prescriptions/drug", "RX"),
 }
-EVENT_COLUMNS = ("patient_id", "days_before_index", "kind", "code", "value", "unit", "text")
 
 
 def load_ehr_events(
     modality: EhrModality, index_times: dict[str, pd.Timestamp], scratch: Path, progress: bool = False
 ) -> tuple[pd.DataFrame, int]:
-    """Events of cohort patients strictly before each one's index time, as a tidy frame (EVENT_COLUMNS),
+    """Events of cohort patients strictly before each one's index time, as a tidy frame (patient_id,
+    days_before_index, kind, code, value, unit, text),
     and how many events of the configured tables were left out for lying at or after the index time."""
     _check_layout(modality)
     import dask

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
 from pathlib import Path
 
 import clinfuse.platform as platform_package
@@ -39,6 +40,7 @@ def combine(*parts: object) -> str:
     return hashlib.blake2b(payload, digest_size=20).hexdigest()
 
 
+@cache
 def code_version() -> str:
     """Package version plus a digest of the ingestion code."""
     from importlib.metadata import version

@@ -9,7 +9,6 @@ looks complete.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -38,8 +37,6 @@ from clinfuse.platform.ingest.fingerprint import code_version, combine, file_dig
 from clinfuse.platform.ingest.table_modality import ingest_table
 from clinfuse.platform.security import Pseudonymiser, load_pseudonym_key
 
-_LOG = logging.getLogger(__name__)
-
 Ingester = Callable[[ModalityConfig, Cohort, Path, IngestContext], ModalityOutput]
 # One ingester per modality kind; a new kind is one entry here plus its module.
 INGESTERS: dict[str, Ingester] = {"dicom": ingest_dicom, "table": ingest_table, "ehr": ingest_ehr}
@@ -59,7 +56,7 @@ def ingest(config_path: Path, out: Path, workers: int | None = None, progress: b
     config = load_cohort_config(config_path)
     pseudonymise = Pseudonymiser(load_pseudonym_key() if config.pseudonymise_ids else None, config.pseudonymise_ids)
     cohort = load_cohort(config)
-    fingerprints = _fingerprints(config, pseudonymise)
+    fingerprints, input_digests = _fingerprints(config, pseudonymise)
     previous = _previous_manifest(out)
     if previous and previous["fingerprints"] == fingerprints:
         return IngestResult(out, rebuilt=[], reused=[m.name for m in config.modalities], up_to_date=True)
@@ -70,8 +67,9 @@ def ingest(config_path: Path, out: Path, workers: int | None = None, progress: b
     try:
         with tempfile.TemporaryDirectory(prefix=".scratch-", dir=out.parent) as scratch:
             report, cohort_table, rebuilt, reused = _build(
-                config, cohort, fingerprints, previous, out, staging, Path(scratch), pseudonymise, workers, progress
-            )
+                config, cohort, fingerprints, input_digests, previous, out, staging, Path(scratch), pseudonymise,
+                workers, progress,
+            )  # fmt: skip
         report["duration_s"] = round(time.perf_counter() - started, 1)
         cohort_table.to_parquet(staging / COHORT_FILE, index=False)
         (staging / REPORT_FILE).write_text(json.dumps(report, indent=1))
@@ -88,6 +86,7 @@ def _build(
     config: CohortConfig,
     cohort: Cohort,
     fingerprints: dict,
+    input_digests: dict[str, dict[str, str]],
     previous: dict | None,
     out: Path,
     staging: Path,
@@ -124,6 +123,7 @@ def _build(
                 previous=previous_dir if previous_dir and previous_dir.exists() else None,
                 workers=workers or os.cpu_count() or 1,
                 progress=progress,
+                input_digests=input_digests[modality.name],
             )
             modality_started = time.perf_counter()
             output = INGESTERS[modality.kind](modality, cohort, target, context)
@@ -156,7 +156,9 @@ def _report(config: CohortConfig, cohort_table: pd.DataFrame, modalities: dict, 
     }  # fmt: skip
 
 
-def _fingerprints(config: CohortConfig, pseudonymise: Pseudonymiser) -> dict:
+def _fingerprints(config: CohortConfig, pseudonymise: Pseudonymiser) -> tuple[dict, dict[str, dict[str, str]]]:
+    """The cache's fingerprints, and per modality the digest of each input file keyed by its path (the
+    ingesters reuse them instead of hashing the same files again)."""
     # Fingerprints cover content, not location: moving the data folder does not rebuild the cache.
     cohort = combine(
         file_digest(config.cohort.path),
@@ -165,7 +167,7 @@ def _fingerprints(config: CohortConfig, pseudonymise: Pseudonymiser) -> dict:
         pseudonymise.key_fingerprint(),
         code_version(),
     )
-    modalities = {}
+    modalities, digests = {}, {}
     for modality in config.modalities:
         inputs = tree_digests(modality.path)
         manifest = getattr(modality, "manifest", None)
@@ -174,7 +176,9 @@ def _fingerprints(config: CohortConfig, pseudonymise: Pseudonymiser) -> dict:
             inputs,
             file_digest(manifest) if manifest else None,
         )
-    return {"cohort": cohort, "modalities": modalities, "code_version": code_version()}
+        base = modality.path if modality.path.is_dir() else modality.path.parent
+        digests[modality.name] = {str(base / relative): digest for relative, digest in inputs.items()}
+    return {"cohort": cohort, "modalities": modalities, "code_version": code_version()}, digests
 
 
 def _previous_manifest(out: Path) -> dict | None:
