@@ -7,13 +7,15 @@ DEMO_DIR ?= data/demo
 DEMO_PATIENTS ?= 1000
 DEMO_SEED ?= 7
 STAMP := $(VENV)/.clinfuse-installed
+# The browser test drives Debian's chromium through Playwright (no browser download at run time).
+CHROMIUM ?= /usr/bin/chromium
 
 # Python 3.12 from PATH, else the newest under pyenv's versions folder. Each candidate is run, because a
 # pyenv shim exists on PATH even when it cannot start that version.
 PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -1); do \
 	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: setup demo test lint clean-data
+.PHONY: setup browser demo test lint clean-data
 
 setup: $(STAMP)
 
@@ -31,8 +33,15 @@ demo: setup
 	$(VENV)/bin/clinfuse train --cache $(DEMO_DIR)/cache --out $(DEMO_DIR)/run
 	$(VENV)/bin/clinfuse evaluate $(DEMO_DIR)/run
 
-test: setup
-	$(VENV)/bin/python -m pytest
+# Installs Debian's chromium when missing (needs root, as in CI); otherwise says how.
+browser:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+		else echo "error: $(CHROMIUM) not found; install Debian's chromium ('sudo apt-get install chromium') or set CHROMIUM=/path/to/chromium" >&2; exit 1; fi; }
+
+test: setup browser
+	CLINFUSE_CHROMIUM=$(CHROMIUM) $(VENV)/bin/python -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check platform models pipelines dashboards tests

@@ -40,3 +40,38 @@ class PlattCalibrator:
     @classmethod
     def from_json(cls, data: dict) -> PlattCalibrator:
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class BootstrapInterval:
+    """A 95% interval for a calibrated risk from Platt calibrators refitted on bootstrap resamples of the
+    validation split. It covers the uncertainty of the logit-to-risk mapping given a finite validation set,
+    not that of the encoders' weights (those would need retraining per resample)."""
+
+    calibrators: tuple[PlattCalibrator, ...]
+    level: float = 0.95
+
+    @classmethod
+    def fit(cls, logits: np.ndarray, labels: np.ndarray, resamples: int = 200, seed: int = 0) -> BootstrapInterval:
+        logits, labels = np.asarray(logits, float), np.asarray(labels, float)
+        rng = np.random.default_rng(seed)
+        calibrators = []
+        while len(calibrators) < resamples:
+            sample = rng.integers(0, len(logits), len(logits))
+            if labels[sample].min() == labels[sample].max():
+                continue  # a resample with one label cannot be calibrated on
+            calibrators.append(PlattCalibrator.fit(logits[sample], labels[sample]))
+        return cls(tuple(calibrators))
+
+    def bounds(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper risk for each logit."""
+        risks = np.stack([c.probability(logits) for c in self.calibrators])
+        tail = (1.0 - self.level) / 2 * 100
+        return np.percentile(risks, tail, axis=0), np.percentile(risks, 100 - tail, axis=0)
+
+    def to_json(self) -> dict:
+        return {"level": self.level, "calibrators": [c.to_json() for c in self.calibrators]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> BootstrapInterval:
+        return cls(tuple(PlattCalibrator.from_json(c) for c in data["calibrators"]), data["level"])

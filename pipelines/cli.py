@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from clinfuse.pipelines.registry.cli import models_app
 from clinfuse.platform.errors import ClinFuseError
 
 app = typer.Typer(
@@ -15,6 +16,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+app.add_typer(models_app, name="models")
 
 
 @app.callback(invoke_without_command=True)
@@ -139,6 +143,27 @@ def explain_command(
             typer.echo(f"  inside {name}: {tops}")
         if entry.get("heatmap"):
             typer.echo(f"  inside {name}: heatmap {run / entry['heatmap']}")
+
+
+@app.command("score")
+def score_command(
+    model: Annotated[str, typer.Option("--model", help="registered model, e.g. models:/NAME@production")],
+    config: Annotated[Path, typer.Option("--config", help="cohort.yaml of the patients to score (no labels needed)")],
+    out: Annotated[Path, typer.Option("--out", help="scores Parquet file (work files go to OUT.work/)")],
+    explain: Annotated[bool, typer.Option("--explain", help="add exact modality Shapley contributions")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Dask LocalCluster worker processes")] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="existing Dask scheduler, e.g. tcp://host:8786")
+    ] = None,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="patients per resumable chunk")] = 100,
+) -> None:
+    """Score a cohort with a registered model: frozen ingest, chunks on Dask, resumable after a crash."""
+    from clinfuse.pipelines.scoring.job import score
+
+    summary = score(model, config, out, explain=explain, workers=workers, scheduler=scheduler, chunk_size=chunk_size)
+    reused = f" ({summary.chunks_reused} finished chunk(s) resumed)" if summary.chunks_reused else ""
+    typer.echo(f"scored {summary.scored} of {summary.patients} patients ({summary.errors} error rows){reused}; "
+               f"wrote {out}")  # fmt: skip
 
 
 def main() -> None:

@@ -14,23 +14,31 @@ from clinfuse.models.explain.tree_shap import xgboost_modality_values
 from clinfuse.models.explain.within_modality import AttributionContext
 from clinfuse.pipelines.data import CacheDataset
 from clinfuse.pipelines.training import run_files
+from clinfuse.pipelines.training.explain_background import load_backgrounds
 from clinfuse.pipelines.training.model_io import load_model
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
 from torch.utils.data import default_collate
 
-BACKGROUND_PATIENTS = 100
-
 
 class RunExplainer:
-    """Everything needed to explain patients of one run, loaded once."""
+    """Everything needed to explain patients of one model, loaded once.
 
-    def __init__(self, run: Path, cache: Path | None = None, top_k: int = 20) -> None:
+    `run` is a training run folder or a registered model bundle (the same file names); `cache` is the feature
+    cache holding the patients (default: the run's training cache). Heatmaps are stored under `heatmap_dir`
+    (default: RUN/explanations) when asked for.
+    """
+
+    def __init__(self, run: Path, cache: Path | None = None, top_k: int = 20, heatmap_dir: Path | None = None) -> None:
         if not (run / run_files.MODEL_WEIGHTS).is_file():
             raise ClinFuseError(f"{run} holds no trained model", "pass the --out folder of `clinfuse train`")
-        info = json.loads((run / run_files.RUN_INFO).read_text())
+        if cache is None:
+            if not (run / run_files.RUN_INFO).is_file():
+                raise ClinFuseError(f"{run} names no feature cache", "pass the cache of the patients to explain")
+            cache = Path(json.loads((run / run_files.RUN_INFO).read_text())["cache"])
         self.run = run
-        self.cache = FeatureCache(cache or info["cache"])
+        self.heatmap_dir = heatmap_dir or run / run_files.EXPLANATIONS
+        self.cache = FeatureCache(cache)
         self.model = load_model(run)
         self.kinds = self.cache.modalities
         calibration = json.loads((run / run_files.CALIBRATION).read_text())
@@ -40,19 +48,15 @@ class RunExplainer:
         self.dataset = CacheDataset(self.cache)
         self.patients = self.cache.cohort["patient"].tolist()
         self.row_of_patient = {patient: row for row, patient in enumerate(self.patients)}
-        self._baseline_features: np.ndarray | None = None
-        self.contexts = {name: self._context(name, kind, top_k) for name, kind in self.kinds.items()}
+        backgrounds = load_backgrounds(run / run_files.EXPLAIN_BACKGROUND)
+        self.contexts = {name: self._context(name, kind, top_k, backgrounds) for name, kind in self.kinds.items()}
 
-    def _context(self, name: str, kind: str, top_k: int) -> AttributionContext:
+    def _context(self, name: str, kind: str, top_k: int, backgrounds: dict[str, np.ndarray]) -> AttributionContext:
         context = AttributionContext(top_k=top_k)
         if kind == "table":
             table = self.cache.table(name, "features")
             context.feature_names = [c for c in table.columns if c != "patient"]
-            train = self.cache.cohort.loc[self.cache.cohort["split"] == "train", "patient"]
-            values = table[table["patient"].isin(train)].drop(columns=["patient"]).to_numpy(np.float32)
-            rng = np.random.default_rng(0)
-            sample = values[rng.choice(len(values), size=min(BACKGROUND_PATIENTS, len(values)), replace=False)]
-            context.background = {"features": torch.from_numpy(sample)}
+            context.background = {"features": torch.from_numpy(backgrounds[name])}
         elif kind == "ehr":
             alignment = self.cache.json(name, "alignment")
             context.vocabulary = alignment["vocabulary"]
@@ -77,7 +81,7 @@ class RunExplainer:
         batch = default_collate([item])
         explanation = explain_patient(self.model, batch, self.kinds, self.calibrator, self.contexts,
                                       self.patients[row])  # fmt: skip
-        explanation.xgboost = self._xgboost(row, batch["present"][0].numpy())
+        explanation.xgboost = self._xgboost(row, batch)
         for name, entry in explanation.within.items():
             heatmap = entry.get("heatmap_array")
             if heatmap is not None and store_heatmaps:
@@ -87,19 +91,21 @@ class RunExplainer:
                                             "size": int(heatmap.shape[-1])}  # fmt: skip
         return explanation
 
-    def _xgboost(self, row: int, present: np.ndarray) -> dict:
-        if self._baseline_features is None:
-            from clinfuse.pipelines.training.baseline_features import baseline_features
+    def _xgboost(self, row: int, batch: dict) -> dict:
+        """The baseline's TreeSHAP per modality for this patient (its image features are this model's
+        embedding, computed here, so any cache works)."""
+        from clinfuse.pipelines.training.baseline_features import baseline_features
 
-            embeddings = np.load(self.run / run_files.EMBEDDINGS)
-            self._baseline_features = baseline_features(self.cache, embeddings)[0]
-        values = xgboost_modality_values(self.baseline, self._baseline_features[row], self.xgb_calibrator)
+        with torch.no_grad():
+            embeddings, _ = self.model.encode(batch)
+        features = baseline_features(self.cache, embeddings.numpy(), cohort_rows=np.array([row]))[0][0]
+        values = xgboost_modality_values(self.baseline, features, self.xgb_calibrator)
+        present = batch["present"][0].numpy()
         values["absent"] = [n for i, n in enumerate(self.kinds) if not present[i]]
         return values
 
     def _store_heatmap(self, modality: str, patient: str, heatmap: np.ndarray) -> str:
-        folder = self.run / run_files.EXPLANATIONS
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{patient}_{modality}.npy"
+        self.heatmap_dir.mkdir(parents=True, exist_ok=True)
+        path = self.heatmap_dir / f"{patient}_{modality}.npy"
         np.save(path, heatmap.astype(np.float16))
-        return str(path.relative_to(self.run))
+        return str(path.relative_to(self.run)) if path.is_relative_to(self.run) else str(path)

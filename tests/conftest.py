@@ -68,3 +68,29 @@ def demo_run(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     run = tmp_path_factory.mktemp("run") / "run"
     train(demo_cache, run, TrainSettings(max_epochs=3, accelerator="cpu", seed=1, patience=3))
     return run
+
+
+@pytest.fixture(scope="session")
+def registered_model(demo_run: Path) -> str:
+    """demo_run evaluated and registered (MLflow sqlite store in the session's CLINFUSE_HOME) as
+    `demo` version 1 with alias production; returns its reference."""
+    from clinfuse.pipelines.evaluation.evaluate import evaluate
+    from clinfuse.pipelines.registry.store import ModelRegistry
+
+    if not (demo_run / "metrics.json").is_file():
+        evaluate(demo_run, resamples=200)
+    ModelRegistry().register(demo_run, "demo", alias="production")
+    return "models:/demo@production"
+
+
+SCORE_CHUNK_SIZE = 40
+
+
+@pytest.fixture(scope="session")
+def demo_scores(registered_model: str, demo_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo cohort scored with explanations by the registered model on a real 2-worker Dask LocalCluster."""
+    from clinfuse.pipelines.scoring.job import score
+
+    out = tmp_path_factory.mktemp("scores") / "scores.parquet"
+    score(registered_model, demo_cohort / "cohort.yaml", out, explain=True, workers=2, chunk_size=SCORE_CHUNK_SIZE)
+    return out

@@ -11,11 +11,14 @@ import numpy as np
 from clinfuse.platform.cache import FeatureCache
 
 
-def baseline_features(cache: FeatureCache, embeddings: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """(patients x features) for every cohort patient, and the feature names. `embeddings` is (N, M, D)."""
+def baseline_features(
+    cache: FeatureCache, embeddings: np.ndarray, cohort_rows: np.ndarray | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """(patients x features) and the feature names, for every cohort patient or for `cohort_rows` only.
+    `embeddings` is (patients, M, D), in the same order."""
     blocks, names = [], []
     for column, (name, kind) in enumerate(cache.modalities.items()):
-        rows = cache.rows(name)
+        rows = cache.rows(name) if cohort_rows is None else cache.rows(name)[cohort_rows]
         present = rows >= 0
         if kind == "dicom":
             values, labels = (
@@ -27,12 +30,14 @@ def baseline_features(cache: FeatureCache, embeddings: np.ndarray) -> tuple[np.n
             values, labels = _spread(table.to_numpy(np.float32), rows), list(table.columns)
         elif kind == "ehr":
             vocabulary = cache.json(name, "alignment")["vocabulary"]
-            codes = np.asarray(cache.array(name, "codes"))
+            used = np.unique(rows[present])  # only the modality rows asked for are read
+            codes = np.asarray(cache.array(name, "codes")[used])
             counts = np.zeros((codes.shape[0], len(vocabulary)), np.float32)
             np.add.at(counts, (np.repeat(np.arange(codes.shape[0]), codes.shape[1]), codes.ravel()), 1.0)
             lab_names = _lab_feature_names(cache.json(name, "alignment")["lab_items"])
-            labs = np.concatenate([cache.array(name, "labs"), cache.array(name, "lab_observed")], axis=1)
-            values = _spread(np.concatenate([counts[:, 2:], labs], axis=1), rows)  # drop <pad>, keep <unk>
+            labs = np.concatenate([cache.array(name, "labs")[used], cache.array(name, "lab_observed")[used]], axis=1)
+            compact = np.where(present, np.searchsorted(used, rows), -1)
+            values = _spread(np.concatenate([counts[:, 2:], labs], axis=1), compact)  # drop <pad>, keep <unk>
             labels = [f"count {c}" for c in vocabulary[2:]] + lab_names
         else:
             raise ValueError(f"no baseline features for modality kind '{kind}'")

@@ -1,7 +1,7 @@
 """`clinfuse train`: fit the late-fusion model with the Lightning Trainer, calibrate it, fit the baseline.
 
 Writes to the run folder: model.safetensors + model_spec.json, calibration.json, xgboost.json,
-predictions.parquet (raw and calibrated probabilities of both models for every patient), embeddings.npy,
+predictions.parquet (raw and calibrated probabilities of both models for every patient), explain_background,
 run.json, Lightning logs (CSV; MLflow when a tracking URI is given) and checkpoints.
 """
 
@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from clinfuse.models.calibration import PlattCalibrator
+from clinfuse.models.calibration import BootstrapInterval, PlattCalibrator
 from clinfuse.models.encoders import EncoderSpec
 from clinfuse.models.encoders.registry import DEFAULT_ARCHITECTURES
 from clinfuse.models.lightning import LateFusionModule
 from clinfuse.pipelines.data import CacheDataModule, default_num_workers, modality_dims
 from clinfuse.pipelines.training import run_files
+from clinfuse.pipelines.training.explain_background import fit_backgrounds, save_backgrounds
 from clinfuse.pipelines.training.model_io import build_model, save_model
 from clinfuse.pipelines.training.predict import predict_cohort
 from clinfuse.platform.cache import FeatureCache
@@ -136,9 +137,10 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
         table[f"present_{name}"] = outputs["present"][:, column] > 0
         table[f"single_logit_{name}"] = outputs["single_logit"][:, column]
     table.to_parquet(out / run_files.PREDICTIONS, index=False)
-    np.save(out / run_files.EMBEDDINGS, outputs["embeddings"].astype(np.float32))
+    save_backgrounds(fit_backgrounds(cache, settings.seed), out / run_files.EXPLAIN_BACKGROUND)
+    interval = BootstrapInterval.fit(outputs["fusion_logit"][val], labels[val], seed=settings.seed)
     calibration = {"fusion": fusion_calibrator.to_json(), "xgboost": xgb_calibrator.to_json(),
-                   "fitted_on": "val", "method": "platt"}  # fmt: skip
+                   "fusion_interval": interval.to_json(), "fitted_on": "val", "method": "platt"}  # fmt: skip
     (out / run_files.CALIBRATION).write_text(json.dumps(calibration, indent=1))
 
 

@@ -12,11 +12,12 @@ from clinfuse.platform.errors import ClinFuseError
 from pydantic import ValidationError
 
 
-def load_cohort_config(path: str | Path, check_files: bool = True) -> CohortConfig:
+def load_cohort_config(path: str | Path, check_files: bool = True, labels_required: bool = True) -> CohortConfig:
     """Load cohort.yaml, resolving relative paths against the config's folder.
 
     With `check_files`, every referenced path must exist and the cohort table must hold the configured
-    columns, so a bad config fails before any work starts.
+    columns, so a bad config fails before any work starts. Scoring passes `labels_required=False`: a cohort
+    to be scored need not have an outcome column.
     """
     config_path = Path(path)
     if not config_path.is_file():
@@ -33,7 +34,7 @@ def load_cohort_config(path: str | Path, check_files: bool = True) -> CohortConf
         raise ClinFuseError(_describe_validation_error(config_path, exc), "see docs/cohort-config.md") from exc
     config = _resolve_paths(config, config_path.parent.resolve())
     if check_files:
-        _check_files(config)
+        _check_files(config, labels_required)
     return config
 
 
@@ -77,7 +78,7 @@ def _resolve_paths(config: CohortConfig, base: Path) -> CohortConfig:
     return config.model_copy(update={"cohort": cohort, "modalities": tuple(modalities)})
 
 
-def _check_files(config: CohortConfig) -> None:
+def _check_files(config: CohortConfig, labels_required: bool) -> None:
     if not config.cohort.path.is_file():
         raise ClinFuseError(f"cohort.path: {config.cohort.path} not found", "point it at the cohort CSV/Parquet")
     for modality in config.modalities:
@@ -92,6 +93,8 @@ def _check_files(config: CohortConfig) -> None:
     header = _read_header(config.cohort.path)
     table = config.cohort
     for field in ("patient_id", "label", "index_time", "split", "sex", "age"):
+        if field == "label" and not labels_required:
+            continue
         column = getattr(table, field)
         if column is not None and column not in header:
             raise ClinFuseError(

@@ -12,13 +12,16 @@ from clinfuse.platform.errors import ClinFuseError
 from sklearn.model_selection import train_test_split
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+SCORING_SPLIT = "score"  # every patient of a cohort ingested for scoring (no training, no split)
 
 
 @dataclass(frozen=True)
 class Cohort:
     """One row per patient: source id, label, index time, split, optional sex/age."""
 
-    table: pd.DataFrame  # columns: patient_id, label, index_time, split, [sex], [age]
+    table: (
+        pd.DataFrame
+    )  # columns: patient_id, label (NaN when scoring without outcomes), index_time, split, [sex], [age]
 
     @property
     def patient_ids(self) -> list[str]:
@@ -31,8 +34,12 @@ class Cohort:
         return set(self.table.loc[self.table["split"] == split, "patient_id"])
 
 
-def load_cohort(config: CohortConfig) -> Cohort:
-    """Read and validate the cohort table, then assign splits (the table's own, or stratified and seeded)."""
+def load_cohort(config: CohortConfig, scoring: bool = False) -> Cohort:
+    """Read and validate the cohort table, then assign splits (the table's own, or stratified and seeded).
+
+    For scoring, the outcome is optional (kept when present, for later monitoring) and every patient is in
+    the one split `score`.
+    """
     spec = config.cohort
     raw = _read(spec.path, spec.patient_id)
     table = pd.DataFrame({"patient_id": raw[spec.patient_id].astype(str).str.strip()})
@@ -44,13 +51,18 @@ def load_cohort(config: CohortConfig) -> Cohort:
             f"cohort table has {len(duplicated)} duplicated patient id(s) in '{spec.patient_id}'",
             "keep one row per patient (one outcome per patient and index time)",
         )
-    table["label"] = _binary_labels(raw[spec.label], spec.label)
+    if scoring:
+        table["label"] = pd.to_numeric(raw[spec.label], errors="coerce") if spec.label in raw else np.nan
+    else:
+        table["label"] = _binary_labels(raw[spec.label], spec.label)
     table["index_time"] = _timestamps(raw[spec.index_time], spec.index_time)
     if spec.sex:
         table["sex"] = raw[spec.sex].astype(str).str.strip().str.upper().str[:1].where(raw[spec.sex].notna())
     if spec.age:
         table["age"] = pd.to_numeric(raw[spec.age], errors="coerce")
-    if spec.split:
+    if scoring:
+        table["split"] = SCORING_SPLIT
+    elif spec.split:
         table["split"] = _given_splits(raw[spec.split], spec.split)
     else:
         table["split"] = _stratified_splits(table, config)

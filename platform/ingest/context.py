@@ -28,3 +28,4 @@ class ModalityOutput:
     present_ids: list[str]
     report: dict = field(default_factory=dict)
     alignment: dict | None = None
+    patient_issues: dict[str, str] = field(default_factory=dict)  # source id -> why its data was unusable

@@ -55,11 +55,8 @@ def ingest_dicom(modality: DicomModality, cohort: Cohort, out: Path, context: In
     decoded, decode_issues = _decode(
         [chosen[pid].path for pid in to_decode], modality, context, desc=f"{modality.name}: decode"
     )
-    issues += [
-        FileIssue(_relative(chosen[pid].path, root), "failed", reason)
-        for pid, reason in zip(to_decode, decode_issues, strict=True)
-        if reason
-    ]
+    patient_issues = {pid: reason for pid, reason in zip(to_decode, decode_issues, strict=True) if reason}
+    issues += [FileIssue(_relative(chosen[pid].path, root), "failed", reason) for pid, reason in patient_issues.items()]
 
     present, pixels, index, reused = [], [], [], 0
     for pid in ordered:
@@ -87,7 +84,9 @@ def ingest_dicom(modality: DicomModality, cohort: Cohort, out: Path, context: In
     np.save(out / IMAGES_FILE, stack.astype(np.float16))
     (out / IMAGE_INDEX_FILE).write_text(json.dumps({"image_size": modality.image_size, "rows": index}))
     return ModalityOutput(
-        present_ids=present, report=_report(files, issues, selection, present, index, len(to_decode), reused)
+        present_ids=present,
+        report=_report(files, issues, selection, present, index, len(to_decode), reused),
+        patient_issues=patient_issues,
     )
 
 

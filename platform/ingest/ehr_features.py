@@ -48,9 +48,10 @@ class EhrAlignment:
         index = {code: i for i, code in enumerate(self.vocabulary)}
         codes = np.zeros((len(patient_ids), self.max_codes), dtype=np.int32)
         ages = np.zeros((len(patient_ids), self.max_codes), dtype=np.float32)
-        # chronological within each patient: oldest first (most days before the index), most recent last
+        # chronological within each patient: oldest first (most days before the index), most recent last; events
+        # at the same time (one admission's codes) ordered by code, since the source's row order is not stable
         code_events = events[events["kind"] != "labevents"].sort_values(
-            ["patient_id", "days_before_index"], ascending=[True, False], kind="stable"
+            ["patient_id", "days_before_index", "code"], ascending=[True, False, True], kind="stable"
         )
         grouped = dict(tuple(code_events.groupby("patient_id", sort=False)))
         unseen = 0
@@ -100,7 +101,9 @@ def _lab_summary(labs: pd.DataFrame, lab_items: list[str]) -> pd.DataFrame:
     if labs.empty:
         return pd.DataFrame(columns=columns, dtype=float)
     logged = labs.assign(value=np.log1p(labs["value"].clip(lower=0)))
-    ordered = logged.sort_values("days_before_index", ascending=False)  # last row = most recent
+    # last row = most recent; ties broken by value so the source's row order never changes a feature
+    ordered = logged.sort_values(["patient_id", "code", "days_before_index", "value"],
+                                 ascending=[True, True, False, True], kind="stable")  # fmt: skip
     grouped = ordered.groupby(["patient_id", "code"])["value"]
     stats = pd.DataFrame({"last": grouped.last(), "mean": grouped.mean(), "max": grouped.max()})
     wide = stats.unstack("code")

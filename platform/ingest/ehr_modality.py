@@ -38,7 +38,7 @@ def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: Ingest
     timeline = events[events["patient_id"].isin(present)].assign(
         patient=lambda f: f["patient_id"].map(context.pseudonymise)
     )
-    timeline.drop(columns=["patient_id"]).sort_values(["patient", "days_before_index"]).to_parquet(
+    timeline.drop(columns=["patient_id"]).sort_values(["patient", "days_before_index", "kind", "code"]).to_parquet(
         out / EVENTS_FILE, index=False
     )
     report = {

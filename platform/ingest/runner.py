@@ -29,7 +29,7 @@ from clinfuse.platform.cache.feature_cache import (
 )
 from clinfuse.platform.config import CohortConfig, ModalityConfig, load_cohort_config
 from clinfuse.platform.errors import ClinFuseError
-from clinfuse.platform.ingest.cohort_table import SPLITS, Cohort, load_cohort
+from clinfuse.platform.ingest.cohort_table import SCORING_SPLIT, SPLITS, Cohort, load_cohort
 from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
 from clinfuse.platform.ingest.dicom_modality import ingest_dicom
 from clinfuse.platform.ingest.ehr_modality import ingest_ehr
@@ -51,12 +51,28 @@ class IngestResult:
 
 
 def ingest(config_path: Path, out: Path, workers: int | None = None, progress: bool = False) -> IngestResult:
-    """Build or refresh the feature cache at `out` from the cohort config at `config_path`."""
+    """Build or refresh the feature cache at `out` from the cohort config at `config_path` (for training)."""
+    return ingest_config(load_cohort_config(config_path), out, workers=workers, progress=progress)
+
+
+def ingest_config(
+    config: CohortConfig,
+    out: Path,
+    workers: int | None = None,
+    progress: bool = False,
+    frozen_alignments: dict[str, dict] | None = None,
+) -> IngestResult:
+    """Build or refresh the feature cache at `out` from a loaded cohort config.
+
+    With `frozen_alignments` (scoring) the cohort needs no labels, every patient is in the split `score`,
+    and each modality applies the given alignment (gene panel, vocabulary, normalisation) instead of
+    fitting one.
+    """
     started = time.perf_counter()
-    config = load_cohort_config(config_path)
+    scoring = frozen_alignments is not None
     pseudonymise = Pseudonymiser(load_pseudonym_key() if config.pseudonymise_ids else None, config.pseudonymise_ids)
-    cohort = load_cohort(config)
-    fingerprints, input_digests = _fingerprints(config, pseudonymise)
+    cohort = load_cohort(config, scoring=scoring)
+    fingerprints, input_digests = _fingerprints(config, pseudonymise, frozen_alignments)
     previous = _previous_manifest(out)
     if previous and previous["fingerprints"] == fingerprints:
         return IngestResult(out, rebuilt=[], reused=[m.name for m in config.modalities], up_to_date=True)
@@ -68,7 +84,7 @@ def ingest(config_path: Path, out: Path, workers: int | None = None, progress: b
         with tempfile.TemporaryDirectory(prefix=".scratch-", dir=out.parent) as scratch:
             report, cohort_table, rebuilt, reused = _build(
                 config, cohort, fingerprints, input_digests, previous, out, staging, Path(scratch), pseudonymise,
-                workers, progress,
+                workers, progress, frozen_alignments or {},
             )  # fmt: skip
         report["duration_s"] = round(time.perf_counter() - started, 1)
         cohort_table.to_parquet(staging / COHORT_FILE, index=False)
@@ -94,6 +110,7 @@ def _build(
     pseudonymise: Pseudonymiser,
     workers: int | None,
     progress: bool,
+    frozen_alignments: dict[str, dict],
 ) -> tuple[dict, pd.DataFrame, list[str], list[str]]:
     table = cohort.table
     cohort_table = pd.DataFrame({"patient": [pseudonymise(pid) for pid in table["patient_id"]]})
@@ -113,6 +130,7 @@ def _build(
         if same and previous_cohort is not None and f"row_{modality.name}" in previous_cohort:
             shutil.copytree(out / MODALITIES_DIR / modality.name, target, copy_function=_link_or_copy)
             rows = previous_cohort[f"row_{modality.name}"].to_numpy()
+            issues = previous_cohort[f"issue_{modality.name}"].to_numpy()
             modality_reports[modality.name] = {**previous_report["modalities"][modality.name], "reused": True}
             reused.append(modality.name)
         else:
@@ -124,16 +142,19 @@ def _build(
                 workers=workers or os.cpu_count() or 1,
                 progress=progress,
                 input_digests=input_digests[modality.name],
+                alignment=frozen_alignments.get(modality.name),
             )
             modality_started = time.perf_counter()
             output = INGESTERS[modality.kind](modality, cohort, target, context)
             output.report["duration_s"] = round(time.perf_counter() - modality_started, 1)
             row_of = {pid: i for i, pid in enumerate(output.present_ids)}
             rows = table["patient_id"].map(lambda pid, r=row_of: r.get(pid, -1)).to_numpy()
+            issues = table["patient_id"].map(lambda pid, i=output.patient_issues: i.get(pid, "")).to_numpy()
             modality_reports[modality.name] = {"kind": modality.kind, "reused": False, **output.report}
             rebuilt.append(modality.name)
         cohort_table[f"present_{modality.name}"] = rows >= 0
         cohort_table[f"row_{modality.name}"] = rows
+        cohort_table[f"issue_{modality.name}"] = issues  # why a patient's data was unusable ('' if fine/absent)
     return _report(config, cohort_table, modality_reports, pseudonymise), cohort_table, rebuilt, reused
 
 
@@ -145,7 +166,8 @@ def _report(config: CohortConfig, cohort_table: pd.DataFrame, modalities: dict, 
     splits = {
         split: {"n": int((cohort_table["split"] == split).sum()),
                 "positives": int(cohort_table.loc[cohort_table["split"] == split, "label"].sum())}
-        for split in SPLITS
+        for split in (*SPLITS, SCORING_SPLIT)
+        if (cohort_table["split"] == split).any()
     }  # fmt: skip
     return {
         "cohort": {"name": config.name, "patients": len(cohort_table), "positives": int(cohort_table["label"].sum()),
@@ -156,7 +178,9 @@ def _report(config: CohortConfig, cohort_table: pd.DataFrame, modalities: dict, 
     }  # fmt: skip
 
 
-def _fingerprints(config: CohortConfig, pseudonymise: Pseudonymiser) -> tuple[dict, dict[str, dict[str, str]]]:
+def _fingerprints(
+    config: CohortConfig, pseudonymise: Pseudonymiser, frozen_alignments: dict[str, dict] | None
+) -> tuple[dict, dict[str, dict[str, str]]]:
     """The cache's fingerprints, and per modality the digest of each input file keyed by its path (the
     ingesters reuse them instead of hashing the same files again)."""
     # Fingerprints cover content, not location: moving the data folder does not rebuild the cache.
@@ -166,6 +190,7 @@ def _fingerprints(config: CohortConfig, pseudonymise: Pseudonymiser) -> tuple[di
         config.split.model_dump(mode="json"),
         pseudonymise.key_fingerprint(),
         code_version(),
+        frozen_alignments is not None,  # a scoring cache is never mistaken for a training one
     )
     modalities, digests = {}, {}
     for modality in config.modalities:
@@ -175,6 +200,7 @@ def _fingerprints(config: CohortConfig, pseudonymise: Pseudonymiser) -> tuple[di
             modality.model_dump(mode="json", exclude={"path", "manifest"}),
             inputs,
             file_digest(manifest) if manifest else None,
+            (frozen_alignments or {}).get(modality.name),
         )
         base = modality.path if modality.path.is_dir() else modality.path.parent
         digests[modality.name] = {str(base / relative): digest for relative, digest in inputs.items()}

@@ -1,0 +1,79 @@
+"""The model card registered with every version: intended use, data, metrics with CIs, calibration,
+subgroups, missingness and limitations, written from the run's own evaluation (nothing typed by hand)."""
+
+from __future__ import annotations
+
+
+def _auroc(entry: dict) -> str:
+    value = entry.get("auroc")
+    if value is None:
+        return "n/a"
+    ci = entry.get("auroc_ci")
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
+
+
+def _group_rows(groups: dict) -> list[str]:
+    rows = ["| group | n | positives | AUROC |", "|---|---:|---:|---:|"]
+    for name, entry in groups.items():
+        auroc = "n/a (one label)" if entry.get("auroc") is None else f"{entry['auroc']:.3f}"
+        rows.append(f"| {name} | {entry['n']} | {entry.get('positives', '')} | {auroc} |")
+    return rows
+
+
+def render_model_card(metrics: dict, provenance: dict, modalities: dict, ingest_report: dict) -> str:
+    cohort = ingest_report["cohort"]
+    fusion, xgb = metrics["fusion"], metrics["xgboost"]
+    lines = [
+        f"# Model card: ClinFuse late-fusion risk model (cohort '{provenance.get('cohort_name')}')",
+        "",
+        "## Intended use",
+        "Decision support for clinicians: a calibrated probability of the cohort's outcome with per-modality",
+        "explanations. Not a diagnostic device; a clinician reviews every result. Valid only for patients like the",
+        "training cohort, with data prepared the same way (the bundled alignment is applied, never refitted).",
+        "",
+        "## Data",
+        f"- Cohort: {cohort['patients']} patients, {cohort['positives']} positive; splits "
+        + ", ".join(f"{k} {v['n']} ({v['positives']} pos.)" for k, v in cohort["splits"].items())
+        + ".",
+        "- Modalities: "
+        + ", ".join(f"{name} ({entry['kind']})" for name, entry in modalities.items())
+        + "; presence patterns: "
+        + ", ".join(f"{k} {v}" for k, v in ingest_report.get("presence_patterns", {}).items())
+        + ".",
+        f"- Cohort config hash `{provenance['cohort_config_hash']}`; code commit `{provenance['git_commit']}`.",
+        "",
+        f"## Performance on the held-out test split (n={metrics['n_test']}, prevalence {metrics['prevalence']:.3f})",
+        f"95% bootstrap confidence intervals, {metrics.get('bootstrap_resamples', 1000)} resamples.",
+        "",
+        "| model | AUROC | AUPRC | Brier | ECE |",
+        "|---|---|---|---:|---:|",
+        f"| late fusion | {_auroc(fusion)} | {fusion['auprc']:.3f} | {fusion['brier']:.3f} | {fusion['ece']:.3f} |",
+        f"| XGBoost baseline | {_auroc(xgb)} | {xgb['auprc']:.3f} | {xgb['brier']:.3f} | {xgb['ece']:.3f} |",
+        "",
+        "Single modality (same fusion model, other modalities masked):",
+        "",
+        "| modality | AUROC | patients with it |",
+        "|---|---|---:|",
+        *[f"| {n} | {_auroc(e)} | {e.get('n_present', '')} |" for n, e in metrics["single_modality"].items()],
+        "",
+        "## Calibration",
+        f"{metrics.get('calibration', 'Platt scaling on the validation split')}; expected calibration error "
+        f"{fusion['ece']:.3f} (uncalibrated {fusion.get('ece_uncalibrated', float('nan')):.3f}). Each score carries",
+        "a 95% interval from Platt calibrators refitted on bootstrap resamples of the validation split.",
+        "",
+        "## Subgroups",
+        *_group_rows(metrics["subgroups"]),
+        "",
+        "## By missing modalities",
+        *_group_rows(metrics["by_missingness"]),
+        "",
+        "## Limitations",
+        "- Small subgroups and rare missingness patterns have wide intervals; the table above shows their size.",
+        "- The risk interval covers calibration uncertainty, not the encoders' weight uncertainty.",
+        "- Performance may drop on scanners, assays or coding practices unlike the training data; monitor it.",
+    ]
+    unmet = [name for name, target in metrics.get("targets", {}).items() if not target.get("met")]
+    if unmet:
+        lines.append(f"- Project quality targets not met by this version: {', '.join(unmet)} (see metrics.json).")
+    lines += ["", f"Trained {provenance['trained_at']} with torch {provenance['versions'].get('torch')}."]
+    return "\n".join(lines) + "\n"

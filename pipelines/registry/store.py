@@ -1,0 +1,229 @@
+"""The model registry: MLflow's tracking server and model registry (a sqlite store under CLINFUSE_HOME by
+default, the server named by MLFLOW_TRACKING_URI when set), holding verified ClinFuse bundles."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from clinfuse.pipelines.registry.bundle import PROVENANCE_FILE, build_bundle
+from clinfuse.pipelines.registry.manifest import verify_bundle
+from clinfuse.pipelines.training import run_files
+from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.security import clinfuse_home
+
+EXPERIMENT = "clinfuse"
+ARTIFACT_PATH = "bundle"
+MANIFEST_TAG = "clinfuse.manifest_sha256"
+HISTORY_TAG = "clinfuse.alias_history.{alias}"
+_REF = re.compile(r"^(?:models:/)?(?P<name>[A-Za-z0-9_.-]+)(?:(?:/|:)(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))?$")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A registered version, downloaded and verified: `path` is its bundle folder."""
+
+    name: str
+    version: int
+    aliases: tuple[str, ...]
+    path: Path
+
+
+class ModelRegistry:
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        for logger in ("mlflow", "alembic"):
+            logging.getLogger(logger).setLevel(logging.WARNING)
+        from mlflow import MlflowClient  # heavy import, kept out of training and scoring workers
+
+        home = clinfuse_home()
+        self.local = not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+        self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+        if self.local:
+            home.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(self.tracking_uri)
+        self.downloads = home / "models"
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def register(self, run: Path, name: str, alias: str | None = None) -> int:
+        """Bundle an evaluated run, log it as an MLflow run and register it as a new version of `name`."""
+        with tempfile.TemporaryDirectory(prefix="clinfuse-bundle-") as scratch:
+            bundle = build_bundle(run, Path(scratch) / ARTIFACT_PATH)
+            mlflow_run = self.client.create_run(self._experiment_id(), run_name=run.name)
+            run_id = mlflow_run.info.run_id
+            metrics = json.loads((run / run_files.METRICS).read_text())
+            for model in ("fusion", "xgboost"):
+                for key in ("auroc", "auprc", "brier", "ece"):
+                    self.client.log_metric(run_id, f"{model}_{key}", metrics[model][key])
+            for key, value in bundle.provenance["settings"].items():
+                self.client.log_param(run_id, key, value)
+            self.client.log_artifacts(run_id, str(bundle.path), ARTIFACT_PATH)
+            self.client.set_terminated(run_id)
+        if not self.client.search_registered_models(filter_string=f"name = '{name}'"):
+            self.client.create_registered_model(name, description="ClinFuse late-fusion risk model")
+        tags = {
+            MANIFEST_TAG: bundle.manifest_sha256,
+            "clinfuse.git_commit": bundle.provenance["git_commit"],
+            "clinfuse.cohort_config_hash": bundle.provenance["cohort_config_hash"],
+            "clinfuse.cohort_name": str(bundle.provenance["cohort_name"]),
+            "clinfuse.test_auroc": f"{metrics['fusion']['auroc']:.4f}",
+        }
+        version = self.client.create_model_version(
+            name, source=f"{mlflow_run.info.artifact_uri}/{ARTIFACT_PATH}", run_id=run_id, tags=tags
+        )
+        if alias:
+            self.promote(name, int(version.version), alias)
+        return int(version.version)
+
+    def promote(self, name: str, version: int, alias: str) -> None:
+        """Point `alias` at `version`, remembering the previous holder so `rollback` can restore it."""
+        self._version(name, version)
+        history = self._history(name, alias)
+        current = self._alias_version(name, alias)
+        if current == version:
+            return
+        if current is not None and (not history or history[-1] != current):
+            history.append(current)  # promoted outside ClinFuse: keep it restorable
+        history.append(version)
+        self.client.set_registered_model_alias(name, alias, str(version))
+        self.client.set_registered_model_tag(name, HISTORY_TAG.format(alias=alias), json.dumps(history))
+
+    def rollback(self, name: str, alias: str = "production") -> tuple[int, int]:
+        """Move `alias` back to the version it pointed at before the last promotion; returns (from, to)."""
+        history = self._history(name, alias)
+        current = self._alias_version(name, alias)
+        if current is None:
+            raise ClinFuseError(f"model '{name}' has no alias '{alias}'", "promote a version first: see `models list`")
+        if len(history) < 2:
+            raise ClinFuseError(
+                f"alias '{alias}' of '{name}' has no earlier version to roll back to",
+                f"promote a version explicitly: clinfuse models promote {name} VERSION --alias {alias}",
+            )
+        history.pop()
+        previous = history[-1]
+        self.client.set_registered_model_alias(name, alias, str(previous))
+        self.client.set_registered_model_tag(name, HISTORY_TAG.format(alias=alias), json.dumps(history))
+        return current, previous
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def models(self) -> list[dict]:
+        """Every registered model with its versions (number, aliases, test AUROC, commit, created)."""
+        out = []
+        for model in self.client.search_registered_models():
+            versions = sorted(self.client.search_model_versions(f"name = '{model.name}'"), key=lambda v: int(v.version))
+            described = [self._describe(model.name, v) for v in versions]
+            for entry in described:  # version search results carry no aliases; the registered model does
+                entry["aliases"] = sorted(a for a, v in model.aliases.items() if int(v) == entry["version"])
+            out.append({"name": model.name, "versions": described})
+        return out
+
+    def show(self, ref: str) -> dict:
+        """One version's registry entry and model card (`NAME` alone means its latest version)."""
+        name, version = self._parse(ref, default_latest=True)
+        entry = self._describe(name, self._version(name, version))
+        resolved = self.resolve(f"{name}/{version}")
+        entry["model_card"] = (resolved.path / "model_card.md").read_text()
+        entry["provenance"] = json.loads((resolved.path / PROVENANCE_FILE).read_text())
+        return entry
+
+    def resolve(self, ref: str) -> ResolvedModel:
+        """Download (once) and verify a version's bundle; `ref` is models:/NAME@ALIAS, models:/NAME/VERSION,
+        NAME@ALIAS or NAME:VERSION."""
+        name, version = self._parse(ref, default_latest=False)
+        entry = self._version(name, version)
+        expected = entry.tags.get(MANIFEST_TAG)
+        if not expected:
+            raise ClinFuseError(f"{name} version {version} was not registered by ClinFuse", "register it again")
+        target = self.downloads / name / str(version)
+        if not target.exists():
+            self._download(entry.source, target)
+        verify_bundle(target, expected)
+        return ResolvedModel(name, version, tuple(entry.aliases), target)
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _download(self, source: str, target: Path) -> None:
+        import mlflow
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.download-{uuid.uuid4().hex[:8]}"
+        try:
+            fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging),
+                                                               tracking_uri=self.tracking_uri))  # fmt: skip
+            fetched.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _parse(self, ref: str, default_latest: bool) -> tuple[str, int]:
+        match = _REF.match(ref.strip())
+        if not match:
+            raise ClinFuseError(
+                f"cannot read model reference '{ref}'", "use models:/NAME@ALIAS or models:/NAME/VERSION"
+            )
+        name = match["name"]
+        if match["version"]:
+            return name, int(match["version"])
+        if match["alias"]:
+            version = self._alias_version(name, match["alias"])
+            if version is None:
+                raise ClinFuseError(f"model '{name}' has no alias '{match['alias']}'",
+                                    f"promote a version: clinfuse models promote {name} VERSION "
+                                    f"--alias {match['alias']}")  # fmt: skip
+            return name, version
+        if not default_latest:
+            raise ClinFuseError(f"model reference '{ref}' names no version or alias",
+                                f"use models:/{name}@production or models:/{name}/VERSION")  # fmt: skip
+        versions = self.client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise ClinFuseError(f"no registered model '{name}'", "see `clinfuse models list`")
+        return name, max(int(v.version) for v in versions)
+
+    def _version(self, name: str, version: int):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(name, str(version))
+        except MlflowException:
+            raise ClinFuseError(f"no version {version} of model '{name}'", "see `clinfuse models list`") from None
+
+    def _alias_version(self, name: str, alias: str) -> int | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return int(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return None
+
+    def _history(self, name: str, alias: str) -> list[int]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client.get_registered_model(name).tags
+        except MlflowException:
+            raise ClinFuseError(f"no registered model '{name}'", "see `clinfuse models list`") from None
+        return json.loads(tags.get(HISTORY_TAG.format(alias=alias), "[]"))
+
+    def _describe(self, name: str, version) -> dict:
+        return {
+            "name": name,
+            "version": int(version.version),
+            "aliases": list(version.aliases),
+            "created": version.creation_timestamp,
+            "test_auroc": version.tags.get("clinfuse.test_auroc"),
+            "git_commit": version.tags.get("clinfuse.git_commit"),
+            "cohort_config_hash": version.tags.get("clinfuse.cohort_config_hash"),
+            "run_id": version.run_id,
+        }
+
+    def _experiment_id(self) -> str:
+        experiment = self.client.get_experiment_by_name(EXPERIMENT)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = (clinfuse_home() / "mlartifacts").as_uri() if self.local else None
+        return self.client.create_experiment(EXPERIMENT, artifact_location=location)

@@ -1,0 +1,1 @@
+"""Batch scoring of patient cohorts: frozen ingest, chunked and resumable, on Dask."""

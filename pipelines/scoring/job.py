@@ -1,0 +1,193 @@
+"""`clinfuse score`: a registered model over a whole cohort, in chunks, resumable, on Dask.
+
+Layout beside `--out scores.parquet`: `scores.work/cache` (the scoring feature cache, kept: the dashboard
+reads images and timelines from it), `scores.work/chunks/chunk-NNNNN.parquet` (one atomically written file
+per finished chunk) and `scores.work/job.json` (what the chunks were computed with). A rerun with the same
+model, inputs and options keeps the finished chunks and scores only the rest, so a killed run resumes; the
+final file is assembled from the chunks in cohort order, then the chunks are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from clinfuse.pipelines.registry.manifest import MANIFEST_FILE, sha256_file
+from clinfuse.pipelines.registry.store import ModelRegistry
+from clinfuse.pipelines.scoring.chunk import ChunkTask, score_chunk
+from clinfuse.pipelines.scoring.frozen_ingest import ingest_for_scoring
+from clinfuse.pipelines.scoring.results import METADATA_KEY
+from clinfuse.platform.errors import ClinFuseError
+from tqdm import tqdm
+
+CHUNK_SIZE = 100
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    out: Path
+    patients: int
+    scored: int
+    errors: int
+    chunks_reused: int
+    chunks_scored: int
+
+
+def score(
+    model_ref: str,
+    config: Path,
+    out: Path,
+    explain: bool = False,
+    workers: int = 1,
+    scheduler: str | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    progress: bool | None = None,
+) -> ScoreSummary:
+    progress = sys.stderr.isatty() if progress is None else progress
+    if out.suffix != ".parquet":
+        raise ClinFuseError(f"--out {out} must end in .parquet", "e.g. --out scores.parquet")
+    resolved = ModelRegistry().resolve(model_ref)
+    manifest_sha256 = sha256_file(resolved.path / MANIFEST_FILE)
+    work = out.with_suffix(".work")
+    cache = ingest_for_scoring(config, resolved.path, work / "cache", workers=None, progress=progress)
+    patients = len(cache.cohort)
+    job = {
+        "model_name": resolved.name,
+        "model_version": resolved.version,
+        "manifest_sha256": manifest_sha256,
+        "cache_fingerprints": cache.manifest["fingerprints"],
+        "explain": explain,
+        "chunk_size": chunk_size,
+        "patients": patients,
+        "scored_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+    }
+    chunks_dir = work / "chunks"
+    job = _resume_or_start(work / "job.json", chunks_dir, job)
+    starts = range(0, patients, chunk_size)
+    pending = [s for s in starts if not _chunk_path(chunks_dir, s).is_file()]
+    tasks = {
+        start: ChunkTask(
+            str(resolved.path),
+            manifest_sha256,
+            str(cache.path.resolve()),
+            tuple(range(start, min(start + chunk_size, patients))),
+            explain,
+            resolved.name,
+            resolved.version,
+            job["scored_at"],
+        )  # fmt: skip
+        for start in pending
+    }
+    failed = _run_chunks(
+        tasks, chunks_dir, workers, scheduler, progress, total=len(starts), done=len(starts) - len(pending)
+    )
+    if failed:
+        raise ClinFuseError(
+            f"{len(failed)} chunk(s) of {len(starts)} failed ({failed[0]}); the other chunks are saved",
+            "rerun the same command to retry only the failed chunks",
+        )
+    table = pd.concat([pd.read_parquet(_chunk_path(chunks_dir, s)) for s in starts], ignore_index=True)
+    metadata = {
+        "model_name": resolved.name,
+        "model_version": resolved.version,
+        "model_aliases": list(resolved.aliases),
+        "model_dir": str(resolved.path),
+        "manifest_sha256": manifest_sha256,
+        "cache": str(cache.path.resolve()),
+        "modalities": cache.modalities,
+        "explained": explain,
+        "chunk_size": chunk_size,
+        "scored_at": job["scored_at"],
+    }
+    _write_atomically(table, out, metadata)
+    shutil.rmtree(chunks_dir)
+    (work / "job.json").unlink()
+    errors = int((table["error"] != "").sum())
+    return ScoreSummary(out, patients, patients - errors, errors, len(starts) - len(pending), len(pending))
+
+
+def _resume_or_start(job_file: Path, chunks_dir: Path, job: dict) -> dict:
+    """Keep finished chunks only when they were computed with the same model, inputs and options."""
+    if job_file.is_file():
+        previous = json.loads(job_file.read_text())
+        if {k: v for k, v in previous.items() if k != "scored_at"} == {
+            k: v for k, v in job.items() if k != "scored_at"
+        }:
+            return previous
+    shutil.rmtree(chunks_dir, ignore_errors=True)
+    chunks_dir.mkdir(parents=True)
+    _write_text_atomically(job_file, json.dumps(job, indent=1))
+    return job
+
+
+def _run_chunks(tasks: dict[int, ChunkTask], chunks_dir: Path, workers: int, scheduler: str | None, progress: bool,
+                total: int, done: int) -> list[str]:  # fmt: skip
+    """Score the pending chunks on Dask, saving each as it finishes; returns the failures' descriptions."""
+    failed: list[str] = []
+    if not tasks:
+        return failed
+    from dask.distributed import as_completed
+
+    with _dask_client(workers, scheduler) as client, tqdm(total=total, initial=done, unit="chunk", desc="scoring",
+                                                          disable=not progress) as bar:  # fmt: skip
+        futures = {client.submit(score_chunk, task, pure=False, retries=1): start for start, task in tasks.items()}
+        for future in as_completed(futures):
+            start = futures[future]
+            try:
+                _write_chunk(future.result(), _chunk_path(chunks_dir, start))
+            except Exception as exc:  # a lost worker or a broken chunk: the others are still saved
+                failed.append(f"chunk at row {start}: {type(exc).__name__}: {str(exc)[:200]}")
+            bar.update(1)
+    return failed
+
+
+@contextmanager
+def _dask_client(workers: int, scheduler: str | None) -> Iterator:
+    """A client on the scheduler at `scheduler`, else on a LocalCluster of `workers` single-threaded processes
+    on loopback; both run the same tasks."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler, timeout="30s") as client:
+            yield client
+        return
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                     dashboard_address=None, silence_logs=40) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        yield client
+
+
+def _chunk_path(chunks_dir: Path, start: int) -> Path:
+    return chunks_dir / f"chunk-{start:06d}.parquet"
+
+
+def _write_chunk(table: pd.DataFrame, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    table.to_parquet(temporary, index=False)
+    os.replace(temporary, path)
+
+
+def _write_atomically(table: pd.DataFrame, out: Path, metadata: dict) -> None:
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(metadata)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    pq.write_table(arrow, temporary)
+    os.replace(temporary, out)
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
