@@ -44,6 +44,7 @@ class FileIssue:
     path: str  # relative to the modality's folder
     outcome: str  # "skipped" | "failed"
     reason: str
+    patient_id: str | None = None  # when the header could be read far enough to say whose file it is
 
 
 def list_files(root: Path) -> list[Path]:
@@ -64,15 +65,16 @@ def read_header(path: Path, root: Path, patient_from_manifest: str | None) -> Im
         return FileIssue(relative, "failed", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:120]}")
     truncated = any("End of file reached" in str(w.message) for w in caught)
     is_image_class = "Rows" in ds and "Columns" in ds
+    patient_id = patient_from_manifest if patient_from_manifest is not None else str(ds.get("PatientID", ""))
+    owner = patient_id.strip() or None
     if "PixelData" not in ds:
         if truncated or is_image_class:
-            return FileIssue(relative, "failed", "truncated file: pixel data missing or incomplete")
+            return FileIssue(relative, "failed", "truncated file: pixel data missing or incomplete", owner)
         return FileIssue(relative, "skipped", f"not an image: {_sop_class_name(ds)}")
     if truncated or not _native_length_ok(ds):
-        return FileIssue(relative, "failed", "truncated file: pixel data shorter than Rows x Columns")
+        return FileIssue(relative, "failed", "truncated file: pixel data shorter than Rows x Columns", owner)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         return FileIssue(relative, "skipped", "multi-frame image: the 2D image path takes single frames")
-    patient_id = patient_from_manifest if patient_from_manifest is not None else str(ds.get("PatientID", ""))
     if not patient_id.strip():
         return FileIssue(relative, "skipped", "no PatientID tag (link by manifest instead)")
     acquired = _acquisition_time(ds)

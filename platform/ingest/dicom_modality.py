@@ -44,7 +44,8 @@ def ingest_dicom(modality: DicomModality, cohort: Cohort, out: Path, context: In
         (headers if isinstance(result, ImageHeader) else issues).append(result)
     if manifest is not None:
         missing = [p for p in manifest if not p.exists()]
-        issues += [FileIssue(_relative(p, root), "failed", "listed in the manifest but not found") for p in missing]
+        issues += [FileIssue(_relative(p, root), "failed", "listed in the manifest but not found", manifest[p])
+                   for p in missing]  # fmt: skip
 
     chosen, selection = select_images(headers, cohort.index_times())
     ordered = [pid for pid in cohort.patient_ids if pid in chosen]
@@ -56,7 +57,9 @@ def ingest_dicom(modality: DicomModality, cohort: Cohort, out: Path, context: In
         [chosen[pid].path for pid in to_decode], modality, context, desc=f"{modality.name}: decode"
     )
     patient_issues = {pid: reason for pid, reason in zip(to_decode, decode_issues, strict=True) if reason}
-    issues += [FileIssue(_relative(chosen[pid].path, root), "failed", reason) for pid, reason in patient_issues.items()]
+    issues += [
+        FileIssue(_relative(chosen[pid].path, root), "failed", reason, pid) for pid, reason in patient_issues.items()
+    ]
 
     present, pixels, index, reused = [], [], [], 0
     for pid in ordered:
@@ -78,6 +81,12 @@ def ingest_dicom(modality: DicomModality, cohort: Cohort, out: Path, context: In
         present.append(pid)
         pixels.append(image)
         index.append({"digest": digest, **meta})
+
+    # a patient left without an image because their files failed is flagged, not silently absent
+    in_cohort, imaged = set(cohort.patient_ids), set(present)
+    for issue in issues:
+        if issue.outcome == "failed" and issue.patient_id in in_cohort and issue.patient_id not in imaged:
+            patient_issues.setdefault(issue.patient_id, issue.reason)
 
     out.mkdir(parents=True, exist_ok=True)
     stack = np.stack(pixels) if pixels else np.zeros((0, modality.image_size, modality.image_size), np.float16)
