@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ class ScoreSummary:
     errors: int
     chunks_reused: int
     chunks_scored: int
+    ingest_s: float  # building or verifying the scoring feature cache
+    scoring_s: float  # Dask cluster start-up, chunk scoring and writing, assembly
 
 
 def score(
@@ -55,11 +58,13 @@ def score(
     progress = sys.stderr.isatty() if progress is None else progress
     if out.suffix != ".parquet":
         raise ClinFuseError(f"--out {out} must end in .parquet", "e.g. --out scores.parquet")
+    started = time.perf_counter()
     resolved = ModelRegistry().resolve(model_ref)
     manifest_sha256 = sha256_file(resolved.path / MANIFEST_FILE)
     work = out.with_suffix(".work")
     cache = ingest_for_scoring(config, resolved.path, work / "cache", workers=None, progress=progress)
     patients = len(cache.cohort)
+    ingested = time.perf_counter()
     job = {
         "model_name": resolved.name,
         "model_version": resolved.version,
@@ -112,7 +117,8 @@ def score(
     shutil.rmtree(chunks_dir)
     (work / "job.json").unlink()
     errors = int((table["error"] != "").sum())
-    return ScoreSummary(out, patients, patients - errors, errors, len(starts) - len(pending), len(pending))
+    return ScoreSummary(out, patients, patients - errors, errors, len(starts) - len(pending), len(pending),
+                        ingest_s=ingested - started, scoring_s=time.perf_counter() - ingested)  # fmt: skip
 
 
 def _resume_or_start(job_file: Path, chunks_dir: Path, job: dict) -> dict:
