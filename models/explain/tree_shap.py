@@ -15,7 +15,11 @@ def xgboost_modality_values(baseline: XGBoostBaseline, features: np.ndarray, cal
     what the trees make of that missingness (reported, and flagged absent by the caller).
     """
     matrix = xgb.DMatrix(features.reshape(1, -1), feature_names=baseline.feature_names)
-    contributions = baseline.model.get_booster().predict(matrix, pred_contribs=True)[0]
+    booster = baseline.model.get_booster()
+    # the trees the model predicts with: up to the early-stopping best iteration, as XGBClassifier.predict does
+    best = booster.attr("best_iteration")
+    trees = (0, int(best) + 1) if best is not None else (0, 0)
+    contributions = booster.predict(matrix, pred_contribs=True, iteration_range=trees)[0]
     per_modality: dict[str, float] = {}
     for name, value in zip(baseline.feature_names, contributions[:-1], strict=True):
         modality = name.split(":", 1)[0]

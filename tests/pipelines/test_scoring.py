@@ -123,3 +123,16 @@ def test_scoring_refuses_a_config_without_the_models_modalities(
     (demo_cohort_copy / "cohort.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(ClinFuseError, match="no modality 'genomics'"):
         score(registered_model, demo_cohort_copy / "cohort.yaml", tmp_path / "s.parquet")
+
+
+def test_explainer_over_scores_agrees_with_the_scores(demo_scores: Path) -> None:
+    """The dashboard's on-demand explanation (bundle + scoring cache) gives the scored risks, for both models:
+    TreeSHAP must use the same (early-stopped) trees as the baseline's prediction."""
+    results = ScoreResults.open(demo_scores)
+    explainer = results.explainer(top_k=5)
+    for _, row in results.table.sort_values("risk", ascending=False).head(3).iterrows():
+        explanation = explainer.explain(row["patient_id"], store_heatmaps=False)
+        assert explanation.risk == pytest.approx(row["risk"], abs=1e-6)
+        assert explanation.xgboost["probability"] == pytest.approx(row["risk_xgboost"], abs=1e-5)
+        shapley = explanation.modality
+        assert shapley.probability_base == pytest.approx(row["contribution_base"], abs=1e-6)
