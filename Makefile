@@ -1,4 +1,5 @@
-# ClinFuse: `make demo` runs the whole job on the embedded demo cohort; `make test` runs the suite.
+# ClinFuse: `make demo` runs the whole job on the embedded demo cohort and serves the dashboard; `make test` runs
+# the suite.
 # Both create/update .venv first; a second run reinstalls nothing (the stamp tracks pyproject.toml).
 
 SHELL := /bin/bash
@@ -6,6 +7,8 @@ VENV ?= .venv
 DEMO_DIR ?= data/demo
 DEMO_PATIENTS ?= 1000
 DEMO_SEED ?= 7
+DEMO_MODEL ?= clinfuse-demo
+DEMO_PORT ?= 8501
 STAMP := $(VENV)/.clinfuse-installed
 # The browser test drives Debian's chromium through Playwright (no browser download at run time).
 CHROMIUM ?= /usr/bin/chromium
@@ -32,6 +35,12 @@ demo: setup
 	$(VENV)/bin/clinfuse ingest --config $(DEMO_DIR)/cohort/cohort.yaml --out $(DEMO_DIR)/cache
 	$(VENV)/bin/clinfuse train --cache $(DEMO_DIR)/cache --out $(DEMO_DIR)/run
 	$(VENV)/bin/clinfuse evaluate $(DEMO_DIR)/run
+	$(VENV)/bin/clinfuse models register $(DEMO_DIR)/run --name $(DEMO_MODEL) --alias production
+	$(VENV)/bin/clinfuse score --model models:/$(DEMO_MODEL)@production --config $(DEMO_DIR)/cohort/cohort.yaml \
+		--out $(DEMO_DIR)/scores.parquet --explain --workers 2
+	$(VENV)/bin/clinfuse users demo
+	@echo "Dashboard on http://localhost:$(DEMO_PORT) (log in with a user above; Ctrl-C stops it)"
+	$(VENV)/bin/clinfuse dashboard --scores $(DEMO_DIR)/scores.parquet --port $(DEMO_PORT)
 
 # Installs Debian's chromium when missing (needs root, as in CI); otherwise says how.
 browser:

@@ -145,6 +145,12 @@ def explain_command(
             typer.echo(f"  inside {name}: heatmap {run / entry['heatmap']}")
 
 
+# `clinfuse dashboard` and `clinfuse users` (the module imports only typer; streamlit loads when the server starts).
+from clinfuse.dashboards.cli import register as _register_dashboard  # noqa: E402
+
+_register_dashboard(app)
+
+
 @app.command("score")
 def score_command(
     model: Annotated[str, typer.Option("--model", help="registered model, e.g. models:/NAME@production")],
