@@ -9,7 +9,6 @@ is the app's business (app.py wraps these calls in st.cache_data / st.cache_reso
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import queue
 import threading
@@ -146,7 +145,6 @@ class PatientData:
         self.modalities = dict(self.results.modalities)
         self._row_of = {p: i for i, p in enumerate(self.cache.cohort["patient"].astype(str))}
         self._events: dict[str, dict[str, pd.DataFrame]] = {}
-        self._image_info: dict[str, dict] = {}
         self._memo: OrderedDict[str, Explanation] = OrderedDict()
         self._memo_lock = threading.Lock()
         self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -191,16 +189,6 @@ class PatientData:
                     self._explainer = self.results.explainer()
         return self._explainer
 
-    def _geometry(self, modality: str, kind: str, patient: str) -> dict | None:
-        """Source rows/cols of the patient's image (the heatmap is at the preprocessed square resolution)."""
-        row = self._cohort_row(patient)
-        if kind != "dicom" or row is None or int(self.cache.rows(modality)[row]) < 0:
-            return None
-        if modality not in self._image_info:
-            self._image_info[modality] = self.cache.json(modality, "images")
-        entry = self._image_info[modality]["rows"][int(self.cache.rows(modality)[row])]
-        return {"rows": entry.get("rows"), "cols": entry.get("cols")}
-
     def warm(self) -> None:
         """Load the explainer (model, calibration, baseline) in the background, so the first patient opens fast."""
         if self._warming is None:
@@ -242,23 +230,16 @@ class PatientData:
                 self.explain(patient)
 
     def _compute(self, patient: str) -> Explanation:
-        explainer = self.explainer
         with self._lock:
-            if "store_heatmaps" in inspect.signature(explainer.explain).parameters:
-                raw = explainer.explain(patient, store_heatmaps=False)  # the bundle stays read-only
-            else:
-                raw = explainer.explain(patient)
+            raw = self.explainer.explain(patient, store_heatmaps=False)  # the bundle stays read-only
         within = {}
         for name, entry in raw.within.items():
             heatmap = entry.get("heatmap_array")
-            if heatmap is None and entry.get("heatmap") and hasattr(explainer, "heatmap_path"):
-                heatmap = np.load(explainer.heatmap_path(entry))
-            kind = entry.get("kind", self.modalities.get(name))
             within[name] = {
-                "kind": kind,
-                "top": list(entry.get("top", [])),
+                "kind": entry["kind"],
+                "top": list(entry["top"]),
                 "heatmap": None if heatmap is None else np.asarray(heatmap, dtype=np.float32),
-                "geometry": entry.get("source_geometry") or self._geometry(name, kind, patient),
+                "geometry": entry.get("source_geometry"),
             }
         shapley = raw.modality
         return Explanation(
@@ -294,14 +275,9 @@ def calibration_plot(model_dir: Path) -> bytes | None:
 def source_ids(cohort_config: Path) -> dict[str, str]:
     """Pseudonym -> source patient id, recomputed from a cohort table with the pseudonym key (for display only)."""
     from clinfuse.platform.config.loader import load_cohort_config
+    from clinfuse.platform.ingest.cohort_table import load_cohort
     from clinfuse.platform.security import Pseudonymiser, load_pseudonym_key
 
     config = load_cohort_config(cohort_config, check_files=False, labels_required=False)
-    spec = config.cohort
-    if Path(spec.path).suffix == ".parquet":
-        ids = pd.read_parquet(spec.path, columns=[spec.patient_id])[spec.patient_id]
-    else:
-        sep = "\t" if Path(spec.path).suffix in {".tsv", ".tab"} else ","
-        ids = pd.read_csv(spec.path, sep=sep, dtype={spec.patient_id: str}, usecols=[spec.patient_id])[spec.patient_id]
     pseudonymise = Pseudonymiser(load_pseudonym_key() if config.pseudonymise_ids else None, config.pseudonymise_ids)
-    return {pseudonymise(str(i).strip()): str(i).strip() for i in ids.dropna()}
+    return {pseudonymise(pid): pid for pid in load_cohort(config, scoring=True).patient_ids}

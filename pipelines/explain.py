@@ -14,6 +14,7 @@ from clinfuse.models.explain.tree_shap import xgboost_modality_values
 from clinfuse.models.explain.within_modality import AttributionContext
 from clinfuse.pipelines.data import CacheDataset
 from clinfuse.pipelines.training import run_files
+from clinfuse.pipelines.training.baseline_features import BaselineFeatures
 from clinfuse.pipelines.training.explain_background import load_backgrounds
 from clinfuse.pipelines.training.model_io import load_model
 from clinfuse.platform.cache import FeatureCache
@@ -48,6 +49,10 @@ class RunExplainer:
         self.dataset = CacheDataset(self.cache)
         self.patients = self.cache.cohort["patient"].tolist()
         self.row_of_patient = {patient: row for row, patient in enumerate(self.patients)}
+        self.baseline_features = BaselineFeatures(self.cache)
+        # source geometry of each image row, so heatmaps can be mapped back onto the DICOM
+        self.image_index = {name: self.cache.json(name, "images")["rows"]
+                            for name, kind in self.kinds.items() if kind == "dicom"}  # fmt: skip
         backgrounds = load_backgrounds(run / run_files.EXPLAIN_BACKGROUND)
         self.contexts = {name: self._context(name, kind, top_k, backgrounds) for name, kind in self.kinds.items()}
 
@@ -84,21 +89,20 @@ class RunExplainer:
         explanation.xgboost = self._xgboost(row, batch)
         for name, entry in explanation.within.items():
             heatmap = entry.get("heatmap_array")
-            if heatmap is not None and store_heatmaps:
+            if heatmap is None:
+                continue
+            source = self.image_index[name][int(self.cache.rows(name)[row])]
+            entry["source_geometry"] = {"rows": source["rows"], "cols": source["cols"], "size": int(heatmap.shape[-1])}
+            if store_heatmaps:
                 entry["heatmap"] = self._store_heatmap(name, self.patients[row], heatmap)
-                source = self.cache.json(name, "images")["rows"][int(self.cache.rows(name)[row])]
-                entry["source_geometry"] = {"rows": source["rows"], "cols": source["cols"],
-                                            "size": int(heatmap.shape[-1])}  # fmt: skip
         return explanation
 
     def _xgboost(self, row: int, batch: dict) -> dict:
         """The baseline's TreeSHAP per modality for this patient (its image features are this model's
         embedding, computed here, so any cache works)."""
-        from clinfuse.pipelines.training.baseline_features import baseline_features
-
         with torch.no_grad():
             embeddings, _ = self.model.encode(batch)
-        features = baseline_features(self.cache, embeddings.numpy(), cohort_rows=np.array([row]))[0][0]
+        features = self.baseline_features(embeddings.numpy(), cohort_rows=np.array([row]))[0][0]
         values = xgboost_modality_values(self.baseline, features, self.xgb_calibrator)
         present = batch["present"][0].numpy()
         values["absent"] = [n for i, n in enumerate(self.kinds) if not present[i]]

@@ -21,7 +21,7 @@ from clinfuse.models.fusion import LateFusionModel
 from clinfuse.pipelines.data import CacheDataset
 from clinfuse.pipelines.registry.manifest import verify_bundle
 from clinfuse.pipelines.training import run_files
-from clinfuse.pipelines.training.baseline_features import baseline_features
+from clinfuse.pipelines.training.baseline_features import BaselineFeatures
 from clinfuse.pipelines.training.model_io import load_model
 from clinfuse.platform.cache import FeatureCache
 from torch.utils.data import default_collate
@@ -66,25 +66,34 @@ def _scoring_model(bundle: str, manifest_sha256: str) -> ScoringModel:
     )
 
 
+@dataclass(frozen=True)
+class CohortInputs:
+    """What a worker reads from the scoring cache, opened once per process."""
+
+    cache: FeatureCache
+    dataset: CacheDataset
+    baseline_features: BaselineFeatures
+
+
 @cache
-def _dataset(cache_path: str) -> tuple[FeatureCache, CacheDataset]:
+def _inputs(cache_path: str) -> CohortInputs:
     feature_cache = FeatureCache(cache_path)
-    return feature_cache, CacheDataset(feature_cache)
+    return CohortInputs(feature_cache, CacheDataset(feature_cache), BaselineFeatures(feature_cache))
 
 
 def score_chunk(task: ChunkTask) -> pd.DataFrame:
     """One output row per cohort row of the task, in order."""
     scoring = _scoring_model(task.bundle, task.manifest_sha256)
-    feature_cache, dataset = _dataset(task.cache)
+    inputs = _inputs(task.cache)
     frames = []
     for start in range(0, len(task.rows), BATCH_SIZE):
         rows = np.asarray(task.rows[start : start + BATCH_SIZE])
         try:
-            frames.append(_score_rows(scoring, feature_cache, dataset, rows, task.explain))
+            frames.append(_score_rows(scoring, inputs, rows, task.explain))
         except Exception:  # isolate the patient(s) that broke the batch; the others keep their scores
-            frames += [_score_one_or_error(scoring, feature_cache, dataset, row, task.explain) for row in rows]
-    table = pd.concat(frames, ignore_index=True)
-    _add_cohort_columns(table, feature_cache, np.asarray(task.rows))
+            frames += [_score_one_or_error(scoring, inputs, row, task.explain) for row in rows]
+    table = pd.concat(frames, ignore_index=True).reindex(columns=_score_columns(scoring.model.modalities, task.explain))
+    _add_cohort_columns(table, inputs.cache, np.asarray(task.rows))
     table["model_name"] = task.model_name
     table["model_version"] = task.model_version
     table["scored_at"] = task.scored_at
@@ -92,27 +101,30 @@ def score_chunk(task: ChunkTask) -> pd.DataFrame:
     return table[[c for c in table.columns if c not in last] + last]
 
 
-def _score_one_or_error(scoring, feature_cache, dataset, row: int, explain: bool) -> pd.DataFrame:
+def _score_columns(names: list[str], explain: bool) -> list[str]:
+    contributions = [f"contribution_{name}" for name in names] + ["contribution_base"] if explain else []
+    return ["risk", "risk_raw", "risk_lower", "risk_upper", "risk_xgboost", "modalities_present", *contributions,
+            "error"]  # fmt: skip
+
+
+def _score_one_or_error(scoring: ScoringModel, inputs: CohortInputs, row: int, explain: bool) -> pd.DataFrame:
     try:
-        return _score_rows(scoring, feature_cache, dataset, np.array([row]), explain)
-    except Exception as exc:  # recorded in the patient's row; the run goes on
-        names = scoring.model.modalities
-        frame = _empty_rows(names, 1, explain)
-        frame["error"] = f"scoring failed: {type(exc).__name__}: {str(exc)[:200]}"
-        return frame
+        return _score_rows(scoring, inputs, np.array([row]), explain)
+    except Exception as exc:  # recorded in the patient's row (scores left empty); the run goes on
+        return pd.DataFrame({"modalities_present": [""], "error": [f"scoring failed: {type(exc).__name__}: "
+                                                                   f"{str(exc)[:200]}"]})  # fmt: skip
 
 
 @torch.no_grad()
-def _score_rows(scoring: ScoringModel, feature_cache: FeatureCache, dataset: CacheDataset, rows: np.ndarray,
-                explain: bool) -> pd.DataFrame:  # fmt: skip
+def _score_rows(scoring: ScoringModel, inputs: CohortInputs, rows: np.ndarray, explain: bool) -> pd.DataFrame:
     model = scoring.model
     names = model.modalities
-    batch = default_collate([dataset[int(r)] for r in rows])
+    batch = default_collate([inputs.dataset[int(r)] for r in rows])
     embeddings, logits = model.encode(batch)
     present = batch["present"].numpy() > 0
     fusion_logit = model.head(embeddings, logits, batch["present"]).numpy().astype(np.float64)
     lower, upper = scoring.interval.bounds(fusion_logit)
-    features = baseline_features(feature_cache, embeddings.numpy(), cohort_rows=rows)[0]
+    features = inputs.baseline_features(embeddings.numpy(), cohort_rows=rows)[0]
     frame = pd.DataFrame(
         {
             "risk": scoring.calibrator.probability(fusion_logit),
@@ -138,14 +150,6 @@ def _score_rows(scoring: ScoringModel, feature_cache: FeatureCache, dataset: Cac
     nothing = ~present.any(axis=1)
     frame.loc[nothing, ["risk", "risk_raw", "risk_lower", "risk_upper", "risk_xgboost"]] = np.nan
     frame["error"] = np.where(nothing, "no usable modality", "")
-    return frame
-
-
-def _empty_rows(names: list[str], n: int, explain: bool) -> pd.DataFrame:
-    columns = ["risk", "risk_raw", "risk_lower", "risk_upper", "risk_xgboost"]
-    columns += [f"contribution_{name}" for name in names] + ["contribution_base"] if explain else []
-    frame = pd.DataFrame({c: np.full(n, np.nan) for c in columns})
-    frame.insert(5, "modalities_present", "")
     return frame
 
 

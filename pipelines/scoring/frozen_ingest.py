@@ -21,12 +21,12 @@ def scoring_config(config_path: Path, bundle: Path) -> CohortConfig:
     config = load_cohort_config(config_path, labels_required=False)
     given = {m.name: m for m in config.modalities}
     modalities = []
-    for name, entry in json.loads((bundle / MODALITIES_FILE).read_text()).items():
+    trained = json.loads((bundle / MODALITIES_FILE).read_text())
+    for name, entry in trained.items():
         if name not in given:
             raise ClinFuseError(
                 f"{config_path.name} has no modality '{name}', which the model was trained on",
-                f"add a '{name}' modality (kind {entry['kind']}) to modalities; the model uses: "
-                f"{', '.join(json.loads((bundle / MODALITIES_FILE).read_text()))}",
+                f"add a '{name}' modality (kind {entry['kind']}) to modalities; the model uses: {', '.join(trained)}",
             )
         if given[name].kind != entry["kind"]:
             raise ClinFuseError(

@@ -14,9 +14,10 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -113,7 +114,7 @@ def score(
         "chunk_size": chunk_size,
         "scored_at": job["scored_at"],
     }
-    _write_atomically(table, out, metadata)
+    _write_scores(table, out, metadata)
     shutil.rmtree(chunks_dir)
     (work / "job.json").unlink()
     errors = int((table["error"] != "").sum())
@@ -125,13 +126,11 @@ def _resume_or_start(job_file: Path, chunks_dir: Path, job: dict) -> dict:
     """Keep finished chunks only when they were computed with the same model, inputs and options."""
     if job_file.is_file():
         previous = json.loads(job_file.read_text())
-        if {k: v for k, v in previous.items() if k != "scored_at"} == {
-            k: v for k, v in job.items() if k != "scored_at"
-        }:
+        if previous | {"scored_at": job["scored_at"]} == job:  # the same job, started earlier
             return previous
     shutil.rmtree(chunks_dir, ignore_errors=True)
     chunks_dir.mkdir(parents=True)
-    _write_text_atomically(job_file, json.dumps(job, indent=1))
+    _replace_atomically(job_file, lambda path: path.write_text(json.dumps(job, indent=1)))
     return job
 
 
@@ -149,7 +148,7 @@ def _run_chunks(tasks: dict[int, ChunkTask], chunks_dir: Path, workers: int, sch
         for future in as_completed(futures):
             start = futures[future]
             try:
-                _write_chunk(future.result(), _chunk_path(chunks_dir, start))
+                _replace_atomically(_chunk_path(chunks_dir, start), partial(future.result().to_parquet, index=False))
             except Exception as exc:  # a lost worker or a broken chunk: the others are still saved
                 failed.append(f"chunk at row {start}: {type(exc).__name__}: {str(exc)[:200]}")
             bar.update(1)
@@ -178,22 +177,15 @@ def _chunk_path(chunks_dir: Path, start: int) -> Path:
     return chunks_dir / f"chunk-{start:06d}.parquet"
 
 
-def _write_chunk(table: pd.DataFrame, path: Path) -> None:
+def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write to a temporary sibling, then rename over `path`: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    table.to_parquet(temporary, index=False)
+    write(temporary)
     os.replace(temporary, path)
 
 
-def _write_atomically(table: pd.DataFrame, out: Path, metadata: dict) -> None:
+def _write_scores(table: pd.DataFrame, out: Path, metadata: dict) -> None:
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(metadata)})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    pq.write_table(arrow, temporary)
-    os.replace(temporary, out)
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    _replace_atomically(out, lambda path: pq.write_table(arrow, path))

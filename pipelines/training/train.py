@@ -109,7 +109,7 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
 
 def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSettings, device: str) -> None:
     from clinfuse.models.baseline import XGBoostBaseline
-    from clinfuse.pipelines.training.baseline_features import baseline_features
+    from clinfuse.pipelines.training.baseline_features import BaselineFeatures
 
     outputs = predict_cohort(model, cache, device=device)
     cohort = cache.cohort
@@ -118,7 +118,7 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
     val = split == "val"
     fusion_calibrator = PlattCalibrator.fit(outputs["fusion_logit"][val], labels[val])
 
-    features, names = baseline_features(cache, outputs["embeddings"])
+    features, names = BaselineFeatures(cache)(outputs["embeddings"])
     train_rows = split == "train"
     baseline = XGBoostBaseline(names, seed=settings.seed).fit(features[train_rows], labels[train_rows],
                                                               features[val], labels[val])  # fmt: skip
