@@ -4,7 +4,10 @@ Each branch (an injected encoder plus a linear head) yields an embedding and a m
 head adds the logits of the present modalities to a learnt prior and an interaction term computed from the
 masked embeddings and the presence mask:
 
-    fusion_logit(S) = prior + sum_{m in S} logit_m + interaction(embeddings of S, mask of S)
+    fusion_logit(S) = prior + sum_{m in S} w_m * logit_m + interaction(embeddings of S, mask of S)
+
+The modality weights w_m are not trained by gradient: they start at 1 and are refitted on the validation
+split after training (see `models/modality_weights.py`), where the branches' overfitting shows.
 
 Any subset S, including the empty one (the prior) and a single modality, is a valid input, which is what makes
 the exact modality Shapley values cheap: 2^M re-runs of `head` on cached embeddings.
@@ -30,11 +33,12 @@ class ModalityBranch(nn.Module):
 
 
 class FusionHead(nn.Module):
-    """prior + sum of present logits + an interaction MLP over masked embeddings (zero at initialisation)."""
+    """prior + weighted sum of present logits + an interaction MLP over masked embeddings (zero at start)."""
 
     def __init__(self, n_modalities: int, embed_dim: int, hidden: int = 32) -> None:
         super().__init__()
         self.prior = nn.Parameter(torch.zeros(()))
+        self.register_buffer("modality_weight", torch.ones(n_modalities))
         self.interaction = nn.Sequential(
             nn.Linear(n_modalities * (embed_dim + 1), hidden), nn.ReLU(), nn.Linear(hidden, 1)
         )
@@ -46,7 +50,8 @@ class FusionHead(nn.Module):
         mask = mask.to(logits.dtype)
         masked = embeddings * mask.unsqueeze(-1)
         features = torch.cat([masked.flatten(1), mask], dim=1)
-        return self.prior + (logits * mask).sum(dim=1) + self.interaction(features).squeeze(-1)
+        weighted = (logits * mask * self.modality_weight.to(logits.dtype)).sum(dim=1)
+        return self.prior + weighted + self.interaction(features).squeeze(-1)
 
 
 class LateFusionModel(nn.Module):

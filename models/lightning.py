@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from clinfuse.models.fusion import LateFusionModel
+from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC
 
 
@@ -28,6 +29,9 @@ class LateFusionModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.val_auroc = BinaryAUROC()
+        # each branch's own logit on the validation patients who have that modality (branch early stopping)
+        self.val_branch_auroc = torch.nn.ModuleDict({name: BinaryAUROC() for name in model.modalities})
+        self.val_branch_loss = torch.nn.ModuleDict({name: MeanMetric() for name in model.modalities})
 
     def on_fit_start(self) -> None:
         if self.hparams.channels_last:
@@ -41,7 +45,7 @@ class LateFusionModule(pl.LightningModule):
                         inputs[key] = value.contiguous(memory_format=torch.channels_last)
         return batch
 
-    def _loss(self, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         outputs = self.model(batch, mask)
         label = batch["label"]
         loss = F.binary_cross_entropy_with_logits(outputs["fusion_logit"].float(), label)
@@ -55,7 +59,12 @@ class LateFusionModule(pl.LightningModule):
         nothing = torch.zeros_like(present)
         prior = self.model.head(outputs["embeddings"], outputs["modality_logits"], nothing)
         prior_loss = F.binary_cross_entropy_with_logits(prior.float(), label)
-        return loss + self.hparams.aux_weight * (aux + prior_loss), outputs["fusion_logit"]
+        return loss + self.hparams.aux_weight * (aux + prior_loss) + self._encoder_penalties(), outputs
+
+    def _encoder_penalties(self) -> torch.Tensor | float:
+        """Regularisers an encoder asks for through a `penalty()` method (e.g. the table's group lasso)."""
+        encoders = (branch.encoder for branch in self.model.branches.values())
+        return sum((encoder.penalty() for encoder in encoders if hasattr(encoder, "penalty")), 0.0)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         mask = modality_dropout(batch["present"], self.hparams.dropout_rate)
@@ -64,10 +73,28 @@ class LateFusionModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, logit = self._loss(batch, batch["present"])
-        self.val_auroc.update(logit.float(), batch["label"].long())
-        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch["label"]), sync_dist=True)
+        loss, outputs = self._loss(batch, batch["present"])
+        label = batch["label"].long()
+        self.val_auroc.update(outputs["fusion_logit"].float(), label)
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(label), sync_dist=True)
         self.log("val_auroc", self.val_auroc, prog_bar=True, on_epoch=True, on_step=False)
+        present = batch["present"].bool()
+        for column, name in enumerate(self.model.modalities):
+            rows = present[:, column]
+            branch_logit = outputs["modality_logits"][rows, column].float()
+            self.val_branch_auroc[name].update(branch_logit, label[rows])
+            self.val_branch_loss[name].update(
+                F.binary_cross_entropy_with_logits(branch_logit, label[rows].float(), reduction="none")
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        for name in self.model.modalities:
+            auroc, loss = self.val_branch_auroc[name], self.val_branch_loss[name]
+            if auroc.update_count:  # a modality nobody in the validation split has gets no figure
+                self.log(f"val_auroc_{name}", auroc.compute())
+                self.log(f"val_loss_{name}", loss.compute())
+            auroc.reset()
+            loss.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,

@@ -75,6 +75,10 @@ def train_command(
     strategy: Annotated[str, typer.Option("--strategy", help="Lightning strategy, e.g. ddp")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 32,
+    patience: Annotated[int, typer.Option("--patience", min=1, help="epochs without fusion val AUROC gain")] = 10,
+    branch_patience: Annotated[
+        int, typer.Option("--branch-patience", min=1, help="epochs without a fall in a branch's own val loss")
+    ] = 5,
     image_encoder: Annotated[
         str | None, typer.Option("--image-encoder", help="small_cnn, densenet121 or densenet121_3d")
     ] = None,
@@ -86,8 +90,8 @@ def train_command(
 
     settings = TrainSettings(
         max_epochs=max_epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-        seed=seed, batch_size=batch_size, image_encoder=image_encoder, num_workers=num_workers,
-        mlflow_tracking_uri=mlflow_uri,
+        seed=seed, batch_size=batch_size, patience=patience, branch_patience=branch_patience,
+        image_encoder=image_encoder, num_workers=num_workers, mlflow_tracking_uri=mlflow_uri,
     )  # fmt: skip
     run = train(cache, out, settings)
     typer.echo(f"run written to {run}; next: clinfuse evaluate {run}")

@@ -77,6 +77,7 @@ def _summary(labels, logits, probabilities, raw_probabilities, resamples: int, s
         "brier": metrics.brier(labels, probabilities),
         "ece": metrics.expected_calibration_error(labels, probabilities),
         "ece_uncalibrated": metrics.expected_calibration_error(labels, np.asarray(raw_probabilities)),
+        "ece_if_perfectly_calibrated": metrics.ece_if_perfectly_calibrated(labels, probabilities, resamples, seed),
     }
 
 
@@ -108,6 +109,10 @@ def _targets(result: dict) -> dict:
                                  "met": fusion - xgb >= TARGETS["fusion_minus_xgboost"]},
         "fusion_ece": {"value": round(result["fusion"]["ece"], 4), "goal": f"<= {TARGETS['fusion_ece_max']}",
                        "met": result["fusion"]["ece"] <= TARGETS["fusion_ece_max"]},
+        "fusion_ece_consistent_with_calibration": {
+            "value": round(result["fusion"]["ece_if_perfectly_calibrated"]["p_value"], 4),
+            "goal": "p >= 0.05 (observed ECE within the noise of a perfectly calibrated model at this test size)",
+            "met": result["fusion"]["ece_if_perfectly_calibrated"]["p_value"] >= 0.05},
     }  # fmt: skip
 
 
@@ -169,5 +174,9 @@ def _report(result: dict, info: dict) -> str:
     lines += ["", "## Targets", "", "| target | value | goal | met |", "| --- | --- | --- | --- |"]
     for name, t in result["targets"].items():
         lines.append(f"| {name} | {t['value']} | {t['goal']} | {'yes' if t['met'] else 'NO'} |")
+    noise = result["fusion"]["ece_if_perfectly_calibrated"]
+    lines += ["", f"ECE noise at n={result['n_test']}: a perfectly calibrated model with the fusion's predictions "
+                  f"would show ECE {noise['mean']:.3f} on average (95th percentile {noise['p95']:.3f}); "
+                  f"the observed {result['fusion']['ece']:.3f} has p = {noise['p_value']:.2f}."]  # fmt: skip
     lines += ["", "![calibration](calibration.png)", ""]
     return "\n".join(lines)

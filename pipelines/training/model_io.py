@@ -27,5 +27,12 @@ def load_model(run: Path) -> LateFusionModel:
     spec = json.loads((run / MODEL_SPEC).read_text())
     specs = {name: EncoderSpec.from_json(s) for name, s in spec["modalities"].items()}
     model = build_model(specs, spec["embed_dim"])
-    model.load_state_dict(load_file(run / MODEL_WEIGHTS))
+    state = load_file(run / MODEL_WEIGHTS)
+    # Models saved before the validation-fitted modality weights existed combined the branches with weight 1,
+    # which is the buffer's initial value; every other key must match exactly.
+    state.setdefault(_MODALITY_WEIGHT_KEY, model.head.modality_weight.clone())
+    model.load_state_dict(state)
     return model.eval()
+
+
+_MODALITY_WEIGHT_KEY = "head.modality_weight"

@@ -20,12 +20,12 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def predict_cohort(model: LateFusionModel, cache: FeatureCache, batch_size: int = 64,
-                   device: str | torch.device = "cpu") -> dict[str, np.ndarray]:  # fmt: skip
-    """Arrays over all cohort rows: embeddings (N, M, D), modality_logits (N, M), present (N, M),
+                   device: str | torch.device = "cpu", split: str | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Arrays over all cohort rows (or one split's): embeddings (N, M, D), modality_logits (N, M), present (N, M),
     fusion_logit (N,), single_logit (N, M) — the fusion logit with only modality m kept."""
     device = torch.device(device)
     model.eval().to(device)
-    dataset = CacheDataset(cache)
+    dataset = CacheDataset(cache, split)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("embeddings", "modality_logits", "present", "fusion_logit",
                                                             "single_logit")}  # fmt: skip

@@ -16,10 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from clinfuse.models.branch_early_stopping import BranchEarlyStopping
 from clinfuse.models.calibration import BootstrapInterval, PlattCalibrator
 from clinfuse.models.encoders import EncoderSpec
 from clinfuse.models.encoders.registry import DEFAULT_ARCHITECTURES
+from clinfuse.models.fusion import LateFusionModel
 from clinfuse.models.lightning import LateFusionModule
+from clinfuse.models.modality_weights import fit_modality_weights
 from clinfuse.pipelines.data import CacheDataModule, default_num_workers, modality_dims
 from clinfuse.pipelines.training import run_files
 from clinfuse.pipelines.training.explain_background import fit_backgrounds, save_backgrounds
@@ -44,6 +47,7 @@ class TrainSettings:
     batch_size: int = 32
     learning_rate: float = 1e-3
     patience: int = 10
+    branch_patience: int = 5  # epochs a branch's own validation loss may go without falling before it is frozen
     image_encoder: str | None = None  # default: densenet121 on GPU, small_cnn on CPU
     num_workers: int | None = None
     mlflow_tracking_uri: str | None = None
@@ -69,6 +73,7 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
     _clear_previous_outputs(out)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val_auroc", mode="max", save_top_k=1,
                                  filename="best-{epoch}")  # fmt: skip
+    branch_stopping = BranchEarlyStopping(settings.branch_patience)
     trainer = pl.Trainer(
         max_epochs=settings.max_epochs,
         accelerator=accelerator,
@@ -76,7 +81,11 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
         num_nodes=settings.num_nodes,
         strategy=settings.strategy,
         precision="bf16-mixed" if accelerator == "gpu" else "32-true",
-        callbacks=[checkpoint, EarlyStopping(monitor="val_auroc", mode="max", patience=settings.patience)],
+        callbacks=[
+            checkpoint,
+            branch_stopping,
+            EarlyStopping(monitor="val_auroc", mode="max", patience=settings.patience),
+        ],  # fmt: skip
         logger=_loggers(out, settings),
         log_every_n_steps=5,
         enable_model_summary=False,
@@ -89,8 +98,10 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
     state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     model = module.model.to(memory_format=torch.contiguous_format).float().eval()
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    modality_weights = _refit_modality_weights(model, cache, device)
     save_model(model, specs, EMBED_DIM, out)
-    _write_predictions(model, cache, out, settings, device="cuda" if accelerator == "gpu" else "cpu")
+    _write_predictions(model, cache, out, settings, device=device)
     info = {
         "cache": str(Path(cache_path).resolve()),
         "cache_fingerprints": cache.manifest["fingerprints"],
@@ -99,12 +110,25 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
         "settings": settings.__dict__ | {"accelerator_used": accelerator, "num_workers_used": workers},
         "best_epoch_val_auroc": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
         "epochs_run": trainer.current_epoch,
+        "branches": branch_stopping.summary(),
+        "modality_weights": modality_weights,
         "duration_s": round(time.perf_counter() - started, 1),
         "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__,
                      "python": stdlib_platform.python_version()},
     }  # fmt: skip
     (out / run_files.RUN_INFO).write_text(json.dumps(info, indent=1))
     return out
+
+
+def _refit_modality_weights(model: LateFusionModel, cache: FeatureCache, device: str) -> dict[str, float]:
+    """Refit the head's modality weights on the validation split (see models/modality_weights.py)."""
+    outputs = predict_cohort(model, cache, device=device, split="val")
+    current = model.head.modality_weight.cpu().numpy()
+    offset = outputs["fusion_logit"] - (outputs["modality_logits"] * outputs["present"] * current).sum(axis=1)
+    labels = cache.cohort.loc[cache.cohort["split"] == "val", "label"].to_numpy()
+    weights = fit_modality_weights(outputs["modality_logits"], outputs["present"], offset, labels)
+    model.head.modality_weight.copy_(torch.as_tensor(weights, dtype=model.head.modality_weight.dtype))
+    return {name: round(float(w), 4) for name, w in zip(model.modalities, weights, strict=True)}
 
 
 def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSettings, device: str) -> None:

@@ -40,3 +40,15 @@ def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_patients
     assert ci_small[0] <= metrics.auroc(*small) <= ci_small[1]
     assert ci_large[1] - ci_large[0] < ci_small[1] - ci_small[0]
     assert metrics.bootstrap_ci(np.ones(10), np.arange(10.0), metrics.auroc) is None
+
+
+def test_ece_noise_reference_separates_calibrated_from_miscalibrated_predictions() -> None:
+    rng = np.random.default_rng(3)
+    probabilities = rng.uniform(0.05, 0.95, size=150)
+    calibrated_labels = (rng.random(150) < probabilities).astype(int)
+    calibrated = metrics.ece_if_perfectly_calibrated(calibrated_labels, probabilities, resamples=400)
+    assert 0.04 < calibrated["mean"] < 0.15  # binned ECE is far from 0 on 150 patients even when calibrated
+    assert calibrated["p_value"] > 0.05
+    overconfident = np.clip(probabilities + 0.3 * np.sign(probabilities - 0.5), 0.01, 0.99)
+    wrong = metrics.ece_if_perfectly_calibrated(calibrated_labels, overconfident, resamples=400)
+    assert wrong["p_value"] < 0.01
