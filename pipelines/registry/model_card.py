@@ -60,6 +60,7 @@ def render_model_card(metrics: dict, provenance: dict, modalities: dict, ingest_
         f"{metrics.get('calibration', 'Platt scaling on the validation split')}; expected calibration error "
         f"{fusion['ece']:.3f} (uncalibrated {fusion.get('ece_uncalibrated', float('nan')):.3f}). Each score carries",
         "a 95% interval from Platt calibrators refitted on bootstrap resamples of the validation split.",
+        *_ece_noise(fusion, metrics["n_test"]),
         "",
         "## Subgroups",
         *_group_rows(metrics["subgroups"]),
@@ -77,3 +78,12 @@ def render_model_card(metrics: dict, provenance: dict, modalities: dict, ingest_
         lines.append(f"- Project quality targets not met by this version: {', '.join(unmet)} (see metrics.json).")
     lines += ["", f"Trained {provenance['trained_at']} with torch {provenance['versions'].get('torch')}."]
     return "\n".join(lines) + "\n"
+
+
+def _ece_noise(fusion: dict, n_test: int) -> list[str]:
+    """The ECE's sampling noise at the test size, where metrics.json has it."""
+    noise = fusion.get("ece_if_perfectly_calibrated")
+    if not noise:
+        return []
+    return [f"On {n_test} test patients a perfectly calibrated model would show an ECE of {noise['mean']:.3f} on "
+            f"average (95th percentile {noise['p95']:.3f}); this one's has p = {noise['p_value']:.2f}."]  # fmt: skip

@@ -33,6 +33,8 @@ def test_registered_version_carries_everything_scoring_needs(registered_model: s
     metrics = json.loads((resolved.path / "metrics.json").read_text())
     assert f"{metrics['fusion']['auroc']:.3f} [{metrics['fusion']['auroc_ci'][0]:.3f}" in card
     assert "## Limitations" in card and "## Subgroups" in card
+    noise = metrics["fusion"]["ece_if_perfectly_calibrated"]
+    assert f"perfectly calibrated model would show an ECE of {noise['mean']:.3f}" in card
 
 
 def test_promote_and_rollback_move_the_alias(evaluated_run: Path) -> None:

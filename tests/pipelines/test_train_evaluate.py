@@ -34,6 +34,16 @@ def test_run_holds_safetensors_weights_calibration_baseline_and_predictions(demo
     assert json.loads((demo_run / run_files.XGBOOST_MODEL).read_text())["learner"]  # XGBoost's JSON format
 
 
+def test_modality_weights_are_fitted_on_validation_and_saved_with_the_model(demo_run: Path) -> None:
+    info = json.loads((demo_run / run_files.RUN_INFO).read_text())
+    fitted = info["modality_weights"]
+    assert list(fitted) == list(info["modalities"])
+    assert all(w >= 0 for w in fitted.values()) and any(abs(w - 1.0) > 1e-3 for w in fitted.values())
+    saved = load_file(demo_run / run_files.MODEL_WEIGHTS)["head.modality_weight"]
+    assert np.allclose(saved.numpy(), list(fitted.values()), atol=1e-4)
+    assert set(info["branches"]) == set(fitted)  # each branch's early-stopping record
+
+
 def test_saved_model_reproduces_the_predictions(demo_run: Path, demo_cache: Path) -> None:
     model = load_model(demo_run)
     outputs = predict_cohort(model, FeatureCache(demo_cache))
