@@ -90,9 +90,10 @@ class LateFusionModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         for name in self.model.modalities:
             auroc, loss = self.val_branch_auroc[name], self.val_branch_loss[name]
-            if auroc.update_count:  # a modality nobody in the validation split has gets no figure
+            mean_loss = loss.compute()  # synced over devices; NaN when no validation patient has the modality
+            if torch.isfinite(mean_loss):  # so every device takes the same branch here
+                self.log(f"val_loss_{name}", mean_loss)
                 self.log(f"val_auroc_{name}", auroc.compute())
-                self.log(f"val_loss_{name}", loss.compute())
             auroc.reset()
             loss.reset()
 

@@ -51,3 +51,20 @@ def test_sanity_check_validation_is_ignored() -> None:
     metrics = {"val_loss_fast": torch.tensor(0.1), "val_loss_slow": torch.tensor(0.1)}
     callback.on_validation_end(SimpleNamespace(sanity_checking=True, current_epoch=0, callback_metrics=metrics), module)
     assert callback.summary() == {}
+
+
+def test_a_modality_no_validation_patient_has_gets_no_branch_figures() -> None:
+    from clinfuse.models.lightning import LateFusionModule
+
+    module = LateFusionModule(_module().model)
+    logged: dict[str, torch.Tensor] = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
+    batch = {
+        "inputs": {name: {"features": torch.randn(4, 3)} for name in ("fast", "slow")},
+        "present": torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]),  # nobody has "slow"
+        "label": torch.tensor([0.0, 1.0, 0.0, 1.0]),
+    }
+    module.validation_step(batch, 0)
+    module.on_validation_epoch_end()
+    assert {"val_loss_fast", "val_auroc_fast"} <= set(logged)
+    assert not any(name.endswith("_slow") for name in logged)
