@@ -10,6 +10,8 @@ from clinfuse.models.fusion import LateFusionModel
 from clinfuse.pipelines.training.run_files import MODEL_SPEC, MODEL_WEIGHTS
 from safetensors.torch import load_file, save_file
 
+_MODALITY_WEIGHT_KEY = "head.modality_weight"
+
 
 def build_model(specs: dict[str, EncoderSpec], embed_dim: int) -> LateFusionModel:
     """Encoders built per spec and injected into the fusion model, in the config's modality order."""
@@ -33,6 +35,3 @@ def load_model(run: Path) -> LateFusionModel:
     state.setdefault(_MODALITY_WEIGHT_KEY, model.head.modality_weight.clone())
     model.load_state_dict(state)
     return model.eval()
-
-
-_MODALITY_WEIGHT_KEY = "head.modality_weight"

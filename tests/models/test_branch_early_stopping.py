@@ -8,6 +8,7 @@ import torch
 from clinfuse.models.branch_early_stopping import BranchEarlyStopping
 from clinfuse.models.encoders import EncoderSpec, build_encoder
 from clinfuse.models.fusion import LateFusionModel
+from clinfuse.models.lightning import LateFusionModule
 
 
 def _module() -> SimpleNamespace:
@@ -54,8 +55,6 @@ def test_sanity_check_validation_is_ignored() -> None:
 
 
 def test_a_modality_no_validation_patient_has_gets_no_branch_figures() -> None:
-    from clinfuse.models.lightning import LateFusionModule
-
     module = LateFusionModule(_module().model)
     logged: dict[str, torch.Tensor] = {}
     module.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
