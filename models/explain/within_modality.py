@@ -2,15 +2,17 @@
 
 table: SHAP values per feature (shap.GradientExplainer: expected gradients against training patients);
 ehr:   integrated gradients (captum) over the code tokens and the lab vector, summed per code and per lab item;
-dicom: integrated gradients (captum) from a blurred copy of the image, positive part smoothed, at the input
-       resolution. Why not Grad-CAM: the small CNN pools with a global max, so Grad-CAM's spatially averaged
-       gradients barely see the focal finding; on the demo cohort Grad-CAM put 5% of its mass in the planted
-       finding's box (the box covers 8% of the image) against 18% for this method. A blurred baseline keeps
-       anatomy at its average and so attributes focal structure, not overall brightness.
+dicom: occlusion sensitivity (MONAI): a Gaussian hole slides over the image, and each pixel's heat is how far
+       the branch logit falls when its neighbourhood is hidden (the positive part), at the input resolution.
+       Measured on the demo cohort's planted findings (mass inside the finding's box, which covers 8% of the
+       image), Grad-CAM gave 0.05 (its spatially averaged gradients barely see a finding that survives a
+       global max pool), integrated gradients from a blurred copy 0.10-0.18, occlusion 0.4-0.5: gradients
+       also credit anatomy edges that the logit is locally sensitive to but does not rest on.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +20,9 @@ import numpy as np
 import torch
 from clinfuse.models.fusion import ModalityBranch
 from torch import nn
+
+OCCLUSION_MASK_SHARE = 1 / 8  # side of the occluding window, as a share of the image side
+OCCLUSION_OVERLAP = 0.75  # window overlap: the heatmap's step is a quarter of the window
 
 
 @dataclass
@@ -48,6 +53,9 @@ class _BranchLogit(nn.Module):
     def __init__(self, branch: ModalityBranch, key: str, fixed: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.branch, self.key, self.fixed = branch, key, fixed or {}
+        # A new module starts in training mode; tools that switch to eval and back (MONAI's eval_mode) would
+        # then leave the branch training, its batch norms on batch statistics, for every later explanation.
+        self.train(branch.training)
 
     def forward(self, value: torch.Tensor) -> torch.Tensor:
         return self.branch({**self.fixed, self.key: value})[1].unsqueeze(-1)
@@ -102,19 +110,19 @@ def ehr_attribution(
 def image_attribution(
     branch: ModalityBranch, inputs: dict[str, torch.Tensor], context: AttributionContext
 ) -> Attribution:
-    from captum.attr import IntegratedGradients
-    from scipy.ndimage import gaussian_filter
+    from monai.visualize import OcclusionSensitivity
 
     image = inputs["image"]
-    size = image.shape[-1]
-    blur = [0.0] * image.dim()
-    blur[-2:] = [size / 12, size / 12]
-    blurred = torch.from_numpy(gaussian_filter(image.numpy(), sigma=blur)).float()
-    attribution = IntegratedGradients(_BranchLogit(branch, "image")).attribute(
-        image, baselines=blurred, target=0, n_steps=24
-    )
-    positive = np.clip(attribution[0, 0].detach().numpy(), 0, None)
-    heatmap = gaussian_filter(positive, sigma=size / 40)
+    logit = _BranchLogit(branch, "image")
+    mask = max(4, round(image.shape[-1] * OCCLUSION_MASK_SHARE))
+    occlusion = OcclusionSensitivity(logit, mask_size=mask, n_batch=64, verbose=False, mode="gaussian",
+                                     overlap=OCCLUSION_OVERLAP, activate=False)  # fmt: skip
+    with torch.no_grad(), warnings.catch_warnings():
+        # MONAI 1.6 indexes with lists, which torch flags as deprecated; the result is still the documented one
+        warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
+        occluded, _ = occlusion(image)
+        drop = (logit(image)[0, 0] - occluded.reshape(image.shape[2:])).numpy()
+    heatmap = np.clip(drop, 0, None)  # where hiding the region lowers the logit: it pushed the risk up
     peak = heatmap.max()
     return Attribution("dicom", top=[], heatmap=(heatmap / peak if peak > 0 else heatmap).astype(np.float32))
 

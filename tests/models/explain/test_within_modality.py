@@ -24,9 +24,11 @@ def test_image_heatmap_lands_on_the_region_the_model_reads() -> None:
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     image[0, 0] += 0.6 * torch.exp(-((yy - 48) ** 2 + (xx - 16) ** 2) / 18)  # finding inside the region
     image[0, 0] += 0.6 * torch.exp(-((yy - 16) ** 2 + (xx - 48) ** 2) / 18)  # a decoy the model ignores
+    branch.eval()
     heatmap = image_attribution(branch, {"image": image}, AttributionContext()).heatmap
     assert heatmap.shape == (64, 64)
     assert heatmap[36:60, 4:28].sum() > 0.8 * heatmap.sum()
+    assert not branch.training  # explaining leaves the model in eval mode, so later predictions are unchanged
 
 
 def test_table_shap_ranks_the_features_the_model_uses() -> None:
