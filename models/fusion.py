@@ -4,10 +4,17 @@ Each branch (an injected encoder plus a linear head) yields an embedding and a m
 head adds the logits of the present modalities to a learnt prior and an interaction term computed from the
 masked embeddings and the presence mask:
 
-    fusion_logit(S) = prior + sum_{m in S} w_m * logit_m + interaction(embeddings of S, mask of S)
+    fusion_logit(S) = prior + sum_{m in S} w_m * (logit_m - c_m) + interaction(embeddings of S, mask of S)
 
 The modality weights w_m are not trained by gradient: they start at 1 and are refitted on the validation
 split after training (see `models/modality_weights.py`), where the branches' overfitting shows.
+
+The centres c_m are each branch's average logit over the patients who have the modality, tracked during
+training like a batch norm's running mean. Each branch also learns to predict the outcome alone, so its logit
+carries its own intercept (about the log-odds of the base rate); uncentred, every present modality would add
+that intercept again, the fusion would drift lower the more modalities a patient has (measured: -2.1 with
+all three against an observed -0.8), and each modality's Shapley value would carry the intercept instead of
+what its data says. Centred, a modality at its average moves the prediction by nothing.
 
 Any subset S, including the empty one (the prior) and a single modality, is a valid input, which is what makes
 the exact modality Shapley values cheap: 2^M re-runs of `head` on cached embeddings.
@@ -17,6 +24,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+CENTER_MOMENTUM = 0.1  # running-mean step per training batch (batch norm's default)
 
 
 class ModalityBranch(nn.Module):
@@ -39,6 +48,7 @@ class FusionHead(nn.Module):
         super().__init__()
         self.prior = nn.Parameter(torch.zeros(()))
         self.register_buffer("modality_weight", torch.ones(n_modalities))
+        self.register_buffer("logit_center", torch.zeros(n_modalities))
         self.interaction = nn.Sequential(
             nn.Linear(n_modalities * (embed_dim + 1), hidden), nn.ReLU(), nn.Linear(hidden, 1)
         )
@@ -48,10 +58,21 @@ class FusionHead(nn.Module):
     def forward(self, embeddings: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """embeddings (B, M, D), logits (B, M), mask (B, M) in {0, 1}: the fusion logit (B,)."""
         mask = mask.to(logits.dtype)
+        if self.training:
+            self._track_centers(logits.detach().float(), mask)
         masked = embeddings * mask.unsqueeze(-1)
         features = torch.cat([masked.flatten(1), mask], dim=1)
-        weighted = (logits * mask * self.modality_weight.to(logits.dtype)).sum(dim=1)
+        centred = logits - self.logit_center.to(logits.dtype)
+        weighted = (centred * mask * self.modality_weight.to(logits.dtype)).sum(dim=1)
         return self.prior + weighted + self.interaction(features).squeeze(-1)
+
+    @torch.no_grad()
+    def _track_centers(self, logits: torch.Tensor, mask: torch.Tensor) -> None:
+        """Move each centre towards this batch's mean logit over the patients the mask shows the modality for."""
+        counts = mask.float().sum(dim=0)
+        seen = counts > 0
+        means = (logits * mask.float()).sum(dim=0) / counts.clamp(min=1.0)
+        self.logit_center[seen] = torch.lerp(self.logit_center[seen], means[seen], CENTER_MOMENTUM)
 
 
 class LateFusionModel(nn.Module):

@@ -5,7 +5,7 @@ its logits are overconfident, and summing them with weight 1 lets it drown out t
 weights that combine the branches must come from patients the branches were not fitted on (Wolpert's stacked
 generalisation), so after training they are fitted on the validation split by penalised logistic regression:
 
-    label ~ Bernoulli(sigmoid(c + offset + sum_m w_m * z_m)),  z_m = logit_m if m is present else 0,
+    label ~ Bernoulli(sigmoid(c + offset + sum_m w_m * z_m)),  z_m = logit_m - c_m if m is present else 0,
 
 with `offset` the rest of the head (prior + interaction) kept as trained, w_m >= 0 (a weight must not flip
 what a modality means) and a ridge pull towards 1, the jointly trained combination, so a small validation

@@ -79,6 +79,15 @@ def train_command(
     branch_patience: Annotated[
         int, typer.Option("--branch-patience", min=1, help="epochs without a fall in a branch's own val loss")
     ] = 5,
+    screening_fdr: Annotated[
+        float,
+        typer.Option(
+            "--screening-fdr",
+            min=0.0,
+            max=0.5,
+            help="false discovery rate for screening table inputs on training; 0 keeps all",
+        ),
+    ] = 0.1,
     image_encoder: Annotated[
         str | None, typer.Option("--image-encoder", help="small_cnn, densenet121 or densenet121_3d")
     ] = None,
@@ -91,7 +100,8 @@ def train_command(
     settings = TrainSettings(
         max_epochs=max_epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
         seed=seed, batch_size=batch_size, patience=patience, branch_patience=branch_patience,
-        image_encoder=image_encoder, num_workers=num_workers, mlflow_tracking_uri=mlflow_uri,
+        screening_fdr=screening_fdr or None, image_encoder=image_encoder, num_workers=num_workers,
+        mlflow_tracking_uri=mlflow_uri,
     )  # fmt: skip
     run = train(cache, out, settings)
     typer.echo(f"run written to {run}; next: clinfuse evaluate {run}")

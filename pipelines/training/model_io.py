@@ -10,7 +10,10 @@ from clinfuse.models.fusion import LateFusionModel
 from clinfuse.pipelines.training.run_files import MODEL_SPEC, MODEL_WEIGHTS
 from safetensors.torch import load_file, save_file
 
-_MODALITY_WEIGHT_KEY = "head.modality_weight"
+# Buffers added after models were first saved, whose initial values reproduce how older models behaved: the
+# head's modality weights (1: branches summed), its logit centres (0: uncentred) and the table encoders'
+# feature masks (1: every feature used).
+_LATER_BUFFERS = ("head.modality_weight", "head.logit_center", ".feature_mask")
 
 
 def build_model(specs: dict[str, EncoderSpec], embed_dim: int) -> LateFusionModel:
@@ -30,8 +33,10 @@ def load_model(run: Path) -> LateFusionModel:
     specs = {name: EncoderSpec.from_json(s) for name, s in spec["modalities"].items()}
     model = build_model(specs, spec["embed_dim"])
     state = load_file(run / MODEL_WEIGHTS)
-    # Models saved before the validation-fitted modality weights existed combined the branches with weight 1,
-    # which is the buffer's initial value; every other key must match exactly.
-    state.setdefault(_MODALITY_WEIGHT_KEY, model.head.modality_weight.clone())
+    # Files saved before a buffer in _LATER_BUFFERS existed load with its initial value; every other key must
+    # match exactly.
+    for key, initial in model.state_dict().items():
+        if key.endswith(_LATER_BUFFERS):
+            state.setdefault(key, initial.clone())
     model.load_state_dict(state)
     return model.eval()

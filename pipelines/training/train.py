@@ -20,6 +20,7 @@ from clinfuse.models.branch_early_stopping import BranchEarlyStopping
 from clinfuse.models.calibration import BootstrapInterval, PlattCalibrator
 from clinfuse.models.encoders import EncoderSpec
 from clinfuse.models.encoders.registry import DEFAULT_ARCHITECTURES
+from clinfuse.models.feature_screening import screen_features
 from clinfuse.models.fusion import LateFusionModel
 from clinfuse.models.lightning import LateFusionModule
 from clinfuse.models.modality_weights import fit_modality_weights
@@ -48,6 +49,8 @@ class TrainSettings:
     learning_rate: float = 1e-3
     patience: int = 10
     branch_patience: int = 5  # epochs a branch's own validation loss may go without falling before it is frozen
+    screening_fdr: float | None = 0.1  # table inputs kept by Benjamini-Hochberg on the training split; None: all
+    screening_min_features: int = 10
     image_encoder: str | None = None  # default: densenet121 on GPU, small_cnn on CPU
     num_workers: int | None = None
     mlflow_tracking_uri: str | None = None
@@ -62,6 +65,7 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
     accelerator = _resolve_accelerator(settings.accelerator)
     specs = _encoder_specs(cache, accelerator, settings.image_encoder)
     model = build_model(specs, EMBED_DIM)
+    screening = _screen_inputs(model, cache, settings)
     has_images = any(s.kind == "dicom" for s in specs.values())
     module = LateFusionModule(model, learning_rate=settings.learning_rate,
                               channels_last=accelerator == "gpu" and has_images)  # fmt: skip
@@ -99,6 +103,7 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
     module.load_state_dict(state)
     model = module.model.to(memory_format=torch.contiguous_format).float().eval()
     device = "cuda" if accelerator == "gpu" else "cpu"
+    logit_centers = _centre_modality_logits(model, cache, device)
     modality_weights = _refit_modality_weights(model, cache, device)
     save_model(model, specs, EMBED_DIM, out)
     _write_predictions(model, cache, out, settings, device=device)
@@ -111,7 +116,9 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
         "best_epoch_val_auroc": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
         "epochs_run": trainer.current_epoch,
         "branches": branch_stopping.summary(),
+        "logit_centers": logit_centers,
         "modality_weights": modality_weights,
+        "input_screening": screening,
         "duration_s": round(time.perf_counter() - started, 1),
         "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__,
                      "python": stdlib_platform.python_version()},
@@ -120,13 +127,50 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
     return out
 
 
+def _screen_inputs(model: LateFusionModel, cache: FeatureCache, settings: TrainSettings) -> dict[str, dict]:
+    """Screen the inputs of every encoder that accepts a feature mask, on that modality's training patients."""
+    if settings.screening_fdr is None:
+        return {}
+    summaries = {}
+    train = cache.cohort[cache.cohort["split"] == "train"]
+    for name, branch in model.branches.items():
+        if not hasattr(branch.encoder, "set_feature_mask"):
+            continue
+        table = cache.table(name, "features").drop(columns=["patient"])
+        present = train[train[f"present_{name}"]]
+        features = table.to_numpy(np.float64)[present[f"row_{name}"].to_numpy()]
+        result = screen_features(features, present["label"].to_numpy(), settings.screening_fdr,
+                                 settings.screening_min_features)  # fmt: skip
+        branch.encoder.set_feature_mask(torch.as_tensor(result.keep))
+        summaries[name] = result.summary(list(table.columns))
+    return summaries
+
+
+def _centre_modality_logits(model: LateFusionModel, cache: FeatureCache, device: str) -> dict[str, float]:
+    """Set each branch's logit centre to its mean over the training patients who have the modality, in eval mode.
+
+    The centres tracked during training average training-mode logits (augmented images, batch statistics),
+    which sit elsewhere: 0.5 logit apart for the image branch on the demo cohort, enough to make every image
+    pull the risk down.
+    """
+    outputs = predict_cohort(model, cache, device=device, split="train")
+    present = outputs["present"] > 0
+    centers = model.head.logit_center.cpu().numpy().copy()
+    for column in range(centers.size):
+        if present[:, column].any():
+            centers[column] = outputs["modality_logits"][present[:, column], column].mean()
+    model.head.logit_center.copy_(torch.as_tensor(centers, dtype=model.head.logit_center.dtype))
+    return {name: round(float(c), 4) for name, c in zip(model.modalities, centers, strict=True)}
+
+
 def _refit_modality_weights(model: LateFusionModel, cache: FeatureCache, device: str) -> dict[str, float]:
     """Refit the head's modality weights on the validation split (see models/modality_weights.py)."""
     outputs = predict_cohort(model, cache, device=device, split="val")
     current = model.head.modality_weight.cpu().numpy()
-    offset = outputs["fusion_logit"] - (outputs["modality_logits"] * outputs["present"] * current).sum(axis=1)
+    centred = outputs["modality_logits"] - model.head.logit_center.cpu().numpy()
+    offset = outputs["fusion_logit"] - (centred * outputs["present"] * current).sum(axis=1)
     labels = cache.cohort.loc[cache.cohort["split"] == "val", "label"].to_numpy()
-    weights = fit_modality_weights(outputs["modality_logits"], outputs["present"], offset, labels)
+    weights = fit_modality_weights(centred, outputs["present"], offset, labels)
     model.head.modality_weight.copy_(torch.as_tensor(weights, dtype=model.head.modality_weight.dtype))
     return {name: round(float(w), 4) for name, w in zip(model.modalities, weights, strict=True)}
 

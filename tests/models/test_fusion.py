@@ -58,7 +58,7 @@ def test_number_and_names_of_modalities_come_from_the_encoders() -> None:
 
 
 def test_fusion_head_without_interaction_is_additive() -> None:
-    head = FusionHead(2, 4)
+    head = FusionHead(2, 4).eval()  # in training, each call would also move the logit centres
     logits = torch.tensor([[1.0, 2.0]])
     embeddings = torch.randn(1, 2, 4)
     both = head(embeddings, logits, torch.tensor([[1.0, 1.0]]))
@@ -71,3 +71,20 @@ def test_modality_dropout_keeps_at_least_one_present_modality() -> None:
     assert (dropped <= present).all()
     assert (dropped.sum(dim=1) >= 1).all()
     assert dropped.sum() < present.sum()
+
+
+def test_logit_centres_track_present_patients_in_training_and_stay_fixed_in_eval() -> None:
+    head = FusionHead(n_modalities=2, embed_dim=4).train()
+    embeddings = torch.zeros(4, 2, 4)
+    logits = torch.tensor([[-2.0, 5.0], [-2.0, 5.0], [-2.0, 99.0], [-2.0, 99.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # the 99s belong to absent patients
+    for _ in range(200):
+        head(embeddings, logits, mask)
+    assert torch.allclose(head.logit_center, torch.tensor([-2.0, 5.0]), atol=1e-4)
+    head.eval()
+    head(embeddings, logits + 10.0, mask)
+    assert torch.allclose(head.logit_center, torch.tensor([-2.0, 5.0]), atol=1e-4)
+    # a modality at its centre moves the prediction by nothing, so presence alone carries no risk
+    with_both = head(embeddings, head.logit_center.expand(4, 2), torch.ones(4, 2))
+    without = head(embeddings, head.logit_center.expand(4, 2), torch.zeros(4, 2))
+    assert torch.allclose(with_both, without)

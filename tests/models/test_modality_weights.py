@@ -37,7 +37,7 @@ def test_the_ridge_keeps_a_small_split_near_the_trained_combination() -> None:
 
 
 def test_head_scales_each_present_logit_by_its_weight() -> None:
-    head = FusionHead(n_modalities=2, embed_dim=4)
+    head = FusionHead(n_modalities=2, embed_dim=4).eval()
     embeddings, logits = torch.zeros(3, 2, 4), torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]])
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
     head.modality_weight.copy_(torch.tensor([0.5, 0.0]))
@@ -45,7 +45,7 @@ def test_head_scales_each_present_logit_by_its_weight() -> None:
     assert "modality_weight" in head.state_dict()  # saved with the weights, so scoring uses the fitted values
 
 
-def test_models_saved_without_modality_weights_load_with_weight_one(tmp_path) -> None:
+def test_models_saved_before_later_buffers_load_with_their_neutral_values(tmp_path) -> None:
     from clinfuse.models.encoders import EncoderSpec
     from clinfuse.pipelines.training.model_io import build_model, load_model, save_model
     from safetensors.torch import load_file, save_file
@@ -55,9 +55,12 @@ def test_models_saved_without_modality_weights_load_with_weight_one(tmp_path) ->
     model.head.modality_weight.fill_(0.25)
     save_model(model, specs, 4, tmp_path)
     assert load_model(tmp_path).head.modality_weight.tolist() == [0.25]
-    older = {k: v for k, v in load_file(tmp_path / "model.safetensors").items() if k != "head.modality_weight"}
+    later = {"head.modality_weight", "head.logit_center", "branches.genes.encoder.feature_mask"}
+    older = {k: v for k, v in load_file(tmp_path / "model.safetensors").items() if k not in later}
     save_file(older, tmp_path / "model.safetensors")
-    assert load_model(tmp_path).head.modality_weight.tolist() == [1.0]
+    loaded = load_model(tmp_path)
+    assert loaded.head.modality_weight.tolist() == [1.0] and loaded.head.logit_center.tolist() == [0.0]
+    assert loaded.branches["genes"].encoder.feature_mask.tolist() == [1.0, 1.0, 1.0]
     del older["head.prior"]
     save_file(older, tmp_path / "model.safetensors")
     with pytest.raises(RuntimeError, match="head.prior"):  # a missing trained parameter is still refused

@@ -44,6 +44,20 @@ def test_modality_weights_are_fitted_on_validation_and_saved_with_the_model(demo
     assert set(info["branches"]) == set(fitted)  # each branch's early-stopping record
 
 
+def test_logit_centres_are_the_training_means_and_table_inputs_are_screened(demo_run: Path, demo_cache: Path) -> None:
+    info = json.loads((demo_run / run_files.RUN_INFO).read_text())
+    model = load_model(demo_run)
+    outputs = predict_cohort(model, FeatureCache(demo_cache), split="train")
+    for column, name in enumerate(model.modalities):
+        present = outputs["present"][:, column] > 0
+        mean = outputs["modality_logits"][present, column].mean()
+        assert info["logit_centers"][name] == pytest.approx(mean, abs=1e-3)
+        assert float(model.head.logit_center[column]) == pytest.approx(mean, abs=1e-3)
+    screening = info["input_screening"]["genomics"]
+    mask = model.branches["genomics"].encoder.feature_mask
+    assert screening["min_features"] <= screening["kept"] == int(mask.sum()) < screening["of"] == mask.numel()
+
+
 def test_saved_model_reproduces_the_predictions(demo_run: Path, demo_cache: Path) -> None:
     model = load_model(demo_run)
     outputs = predict_cohort(model, FeatureCache(demo_cache))

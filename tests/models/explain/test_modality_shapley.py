@@ -19,7 +19,7 @@ def _random_head(seed: int, n: int = 3, d: int = 4) -> FusionHead:
     head = FusionHead(n, d)
     for parameter in head.parameters():
         nn.init.normal_(parameter, std=0.7)
-    return head
+    return head.eval()  # as loaded for explaining: in training, every call would move the logit centres
 
 
 def test_values_and_base_sum_exactly_to_the_prediction() -> None:
