@@ -10,11 +10,12 @@ The modality weights w_m are not trained by gradient: they start at 1 and are re
 split after training (see `models/modality_weights.py`), where the branches' overfitting shows.
 
 The centres c_m are each branch's average logit over the patients who have the modality, tracked during
-training like a batch norm's running mean. Each branch also learns to predict the outcome alone, so its logit
-carries its own intercept (about the log-odds of the base rate); uncentred, every present modality would add
-that intercept again, the fusion would drift lower the more modalities a patient has (measured: -2.1 with
-all three against an observed -0.8), and each modality's Shapley value would carry the intercept instead of
-what its data says. Centred, a modality at its average moves the prediction by nothing.
+training like a batch norm's running mean (training then sets them exactly, in eval mode). Each branch also
+learns to predict the outcome alone, so its logit carries its own intercept (about the log-odds of the base
+rate); uncentred, every present modality would add that intercept again, the fusion would drift lower the
+more modalities a patient has (measured on a demo cohort: mean logit -2.1 with all three against an observed
+-0.8), and each modality's Shapley value would carry the intercept instead of what its data says. Centred, a
+modality at its average moves the prediction by nothing.
 
 Any subset S, including the empty one (the prior) and a single modality, is a valid input, which is what makes
 the exact modality Shapley values cheap: 2^M re-runs of `head` on cached embeddings.

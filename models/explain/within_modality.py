@@ -4,10 +4,10 @@ table: SHAP values per feature (shap.GradientExplainer: expected gradients again
 ehr:   integrated gradients (captum) over the code tokens and the lab vector, summed per code and per lab item;
 dicom: occlusion sensitivity (MONAI): a Gaussian hole slides over the image, and each pixel's heat is how far
        the branch logit falls when its neighbourhood is hidden (the positive part), at the input resolution.
-       Measured on the demo cohort's planted findings (mass inside the finding's box, which covers 8% of the
-       image), Grad-CAM gave 0.05 (its spatially averaged gradients barely see a finding that survives a
-       global max pool), integrated gradients from a blurred copy 0.10-0.18, occlusion 0.4-0.5: gradients
-       also credit anatomy edges that the logit is locally sensitive to but does not rest on.
+       Measured as the heatmap mass inside the demo cohort's planted finding boxes (8% of the image), on the
+       same image models: integrated gradients from a blurred copy 0.10-0.15, occlusion 0.32-0.50 (Grad-CAM,
+       earlier, 0.05: its spatially averaged gradients barely see a finding that survives a global max pool).
+       Gradients also credit anatomy edges the logit is locally sensitive to but does not rest on.
 """
 
 from __future__ import annotations
