@@ -103,8 +103,7 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
     module.load_state_dict(state)
     model = module.model.to(memory_format=torch.contiguous_format).float().eval()
     device = "cuda" if accelerator == "gpu" else "cpu"
-    logit_centers = _centre_modality_logits(model, cache, device)
-    modality_weights = _refit_modality_weights(model, cache, device)
+    logit_centers, modality_weights = _fit_head_buffers(model, cache, device)
     save_model(model, specs, EMBED_DIM, out)
     _write_predictions(model, cache, out, settings, device=device)
     info = {
@@ -146,33 +145,36 @@ def _screen_inputs(model: LateFusionModel, cache: FeatureCache, settings: TrainS
     return summaries
 
 
-def _centre_modality_logits(model: LateFusionModel, cache: FeatureCache, device: str) -> dict[str, float]:
-    """Set each branch's logit centre to its mean over the training patients who have the modality, in eval mode.
+def _fit_head_buffers(model: LateFusionModel, cache: FeatureCache, device: str) -> tuple[dict, dict]:
+    """Centre each branch logit on its training mean, then refit the modality weights on validation.
 
-    The centres tracked during training average training-mode logits (augmented images, batch statistics),
-    which sit elsewhere: 0.5 logit apart for the image branch on a 1,000-patient demo cohort (seed 3), enough
-    to make almost every image pull the risk down.
+    Centres: each branch's mean logit over the training patients who have the modality, in eval mode. The
+    centres tracked during training average training-mode logits (augmented images, batch statistics), which
+    sit elsewhere: 0.5 logit apart for the image branch on a 1,000-patient demo cohort (seed 3), enough to make
+    almost every image pull the risk down. Weights: see models/modality_weights.py.
+    One encoding pass serves both: neither buffer changes the encoders' outputs, nor the rest of the head
+    (prior + interaction), which is the fusion logit less its weighted centred logits.
     """
-    outputs = predict_cohort(model, cache, device=device, split="train")
-    present = outputs["present"] > 0
-    centers = model.head.logit_center.cpu().numpy().copy()
+    head = model.head
+    encoded = predict_cohort(model, cache, device=device)
+    logits, present = encoded["modality_logits"], encoded["present"]
+    centers, weights = head.logit_center.cpu().numpy().copy(), head.modality_weight.cpu().numpy()
+    offset = encoded["fusion_logit"] - ((logits - centers) * present * weights).sum(axis=1)
+    split = cache.cohort["split"].to_numpy()
     for column in range(centers.size):
-        if present[:, column].any():
-            centers[column] = outputs["modality_logits"][present[:, column], column].mean()
-    model.head.logit_center.copy_(torch.as_tensor(centers, dtype=model.head.logit_center.dtype))
-    return {name: round(float(c), 4) for name, c in zip(model.modalities, centers, strict=True)}
+        rows = (split == "train") & (present[:, column] > 0)
+        if rows.any():
+            centers[column] = logits[rows, column].mean()
+    val = split == "val"
+    weights = fit_modality_weights(logits[val] - centers, present[val], offset[val],
+                                   cache.cohort["label"].to_numpy()[val])  # fmt: skip
+    head.logit_center.copy_(torch.as_tensor(centers, dtype=head.logit_center.dtype))
+    head.modality_weight.copy_(torch.as_tensor(weights, dtype=head.modality_weight.dtype))
+    return _by_modality(model, centers), _by_modality(model, weights)
 
 
-def _refit_modality_weights(model: LateFusionModel, cache: FeatureCache, device: str) -> dict[str, float]:
-    """Refit the head's modality weights on the validation split (see models/modality_weights.py)."""
-    outputs = predict_cohort(model, cache, device=device, split="val")
-    current = model.head.modality_weight.cpu().numpy()
-    centred = outputs["modality_logits"] - model.head.logit_center.cpu().numpy()
-    offset = outputs["fusion_logit"] - (centred * outputs["present"] * current).sum(axis=1)
-    labels = cache.cohort.loc[cache.cohort["split"] == "val", "label"].to_numpy()
-    weights = fit_modality_weights(centred, outputs["present"], offset, labels)
-    model.head.modality_weight.copy_(torch.as_tensor(weights, dtype=model.head.modality_weight.dtype))
-    return {name: round(float(w), 4) for name, w in zip(model.modalities, weights, strict=True)}
+def _by_modality(model: LateFusionModel, values: np.ndarray) -> dict[str, float]:
+    return {name: round(float(v), 4) for name, v in zip(model.modalities, values, strict=True)}
 
 
 def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSettings, device: str) -> None:
