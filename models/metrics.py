@@ -44,6 +44,13 @@ def ece_if_perfectly_calibrated(labels: np.ndarray, probabilities: np.ndarray, r
             "p_value": float(np.mean(draws >= observed))}  # fmt: skip
 
 
+def describe_ece_noise(ece: float, noise: dict[str, float], n_test: int) -> str:
+    """One sentence for reports and model cards: the observed ECE against `ece_if_perfectly_calibrated`."""
+    return (f"On {n_test} test patients a perfectly calibrated model would show an ECE of {noise['mean']:.3f} "
+            f"on average (95th percentile {noise['p95']:.3f}); the observed {ece:.3f} has p = "
+            f"{noise['p_value']:.2f}.")  # fmt: skip
+
+
 def reliability_curve(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> tuple[np.ndarray, ...]:
     """Mean predicted, observed rate and count per non-empty equal-width bin."""
     edges = np.linspace(0.0, 1.0, bins + 1)

@@ -174,9 +174,7 @@ def _report(result: dict, info: dict) -> str:
     lines += ["", "## Targets", "", "| target | value | goal | met |", "| --- | --- | --- | --- |"]
     for name, t in result["targets"].items():
         lines.append(f"| {name} | {t['value']} | {t['goal']} | {'yes' if t['met'] else 'NO'} |")
-    noise = result["fusion"]["ece_if_perfectly_calibrated"]
-    lines += ["", f"ECE noise at n={result['n_test']}: a perfectly calibrated model with the fusion's predictions "
-                  f"would show ECE {noise['mean']:.3f} on average (95th percentile {noise['p95']:.3f}); "
-                  f"the observed {result['fusion']['ece']:.3f} has p = {noise['p_value']:.2f}."]  # fmt: skip
+    fusion = result["fusion"]
+    lines += ["", metrics.describe_ece_noise(fusion["ece"], fusion["ece_if_perfectly_calibrated"], result["n_test"])]
     lines += ["", "![calibration](calibration.png)", ""]
     return "\n".join(lines)

@@ -3,6 +3,8 @@ subgroups, missingness and limitations, written from the run's own evaluation (n
 
 from __future__ import annotations
 
+from clinfuse.models.metrics import describe_ece_noise
+
 
 def _auroc(entry: dict) -> str:
     value = entry.get("auroc")
@@ -83,7 +85,4 @@ def render_model_card(metrics: dict, provenance: dict, modalities: dict, ingest_
 def _ece_noise(fusion: dict, n_test: int) -> list[str]:
     """The ECE's sampling noise at the test size, where metrics.json has it."""
     noise = fusion.get("ece_if_perfectly_calibrated")
-    if not noise:
-        return []
-    return [f"On {n_test} test patients a perfectly calibrated model would show an ECE of {noise['mean']:.3f} on "
-            f"average (95th percentile {noise['p95']:.3f}); this one's has p = {noise['p_value']:.2f}."]  # fmt: skip
+    return [describe_ece_noise(fusion["ece"], noise, n_test)] if noise else []
