@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+LSE_SHARPNESS = 5.0  # r of log-sum-exp pooling: 0 would be average pooling, infinity max pooling
+
 
 class SmallCNN(nn.Module):
-    """Four strided conv blocks, then global average and max pooling (a focal finding survives max pooling)."""
+    """Four strided conv blocks, then log-sum-exp pooling: a soft maximum of each channel over the image.
+
+    Log-sum-exp pooling, as ChestX-ray8 used for weakly supervised localisation of chest findings (Wang et al.,
+    CVPR 2017; Pinheiro and Collobert, CVPR 2015): a focal finding is detected where it is, and unlike a hard
+    max every location gets a gradient, so the branch starts learning in the first epochs. Measured on fusion
+    runs of three cohorts against average + max pooling (the previous head) and max pooling alone, with the
+    same code otherwise. Validation split, image branch AUROC / heatmap mass inside the planted finding:
+    seed 3: 0.749 / 0.51 (avg + max), 0.748 / 0.68 (max), 0.747 / 0.73 (log-sum-exp); seed 21: 0.56 / -,
+    0.47 / 0.09 (max: the branch's best validation loss was at epoch 0 and it was frozen there), 0.74 / 0.69.
+    With an average-pooled half the branch also leaned on overall brightness (a finding brightens the image),
+    so occluding any region lowered its logit a little and heatmaps spread half their mass over normal lung.
+    """
 
     def __init__(self, embed_dim: int, width: int = 16) -> None:
         super().__init__()
@@ -16,11 +31,12 @@ class SmallCNN(nn.Module):
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
             blocks += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
         self.features = nn.Sequential(*blocks)
-        self.project = nn.Sequential(nn.Linear(2 * channels[-1], embed_dim), nn.ReLU())
+        self.project = nn.Sequential(nn.Linear(channels[-1], embed_dim), nn.ReLU())
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         maps = self.features(inputs["image"] - 0.5)
-        pooled = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
+        flat = LSE_SHARPNESS * maps.flatten(2)
+        pooled = (torch.logsumexp(flat, dim=2) - math.log(flat.shape[2])) / LSE_SHARPNESS
         return self.project(pooled)
 
 

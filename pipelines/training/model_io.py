@@ -8,6 +8,7 @@ from pathlib import Path
 from clinfuse.models.encoders import EncoderSpec, build_encoder
 from clinfuse.models.fusion import LateFusionModel
 from clinfuse.pipelines.training.run_files import MODEL_SPEC, MODEL_WEIGHTS
+from clinfuse.platform.errors import ClinFuseError
 from safetensors.torch import load_file, save_file
 
 # Buffers added after models were first saved, whose initial values reproduce how older models behaved: the
@@ -38,5 +39,13 @@ def load_model(run: Path) -> LateFusionModel:
     for key, initial in model.state_dict().items():
         if key.endswith(_LATER_BUFFERS):
             state.setdefault(key, initial.clone())
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # torch lists every missing, unexpected and mis-shaped key
+        raise ClinFuseError(
+            f"the weights in {run / MODEL_WEIGHTS} do not fit the model this ClinFuse version builds from "
+            f"{MODEL_SPEC}: {' '.join(str(error).split())}",
+            "it was trained with another architecture: retrain it with `clinfuse train`, or load it with the "
+            "ClinFuse version that trained it",
+        ) from None
     return model.eval()
