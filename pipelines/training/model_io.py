@@ -45,7 +45,7 @@ def load_model(run: Path) -> LateFusionModel:
         raise ClinFuseError(
             f"the weights in {run / MODEL_WEIGHTS} do not fit the model this ClinFuse version builds from "
             f"{MODEL_SPEC}: {' '.join(str(error).split())}",
-            "it was trained with another architecture: retrain it with `clinfuse train`, or load it with the "
-            "ClinFuse version that trained it",
+            "the file comes from another architecture or is incomplete: retrain with `clinfuse train`, or load "
+            "it with the ClinFuse version that trained it",
         ) from None
     return model.eval()
