@@ -35,9 +35,13 @@ class SmallCNN(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         maps = self.features(inputs["image"] - 0.5)
-        flat = LSE_SHARPNESS * maps.flatten(2)
-        pooled = (torch.logsumexp(flat, dim=2) - math.log(flat.shape[2])) / LSE_SHARPNESS
-        return self.project(pooled)
+        return self.project(lse_pool(maps, LSE_SHARPNESS))
+
+
+def lse_pool(maps: torch.Tensor, sharpness: float) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C): log of the mean of exp(r * x) over the image, over r; between the mean and the max."""
+    flat = sharpness * maps.flatten(2)
+    return (torch.logsumexp(flat, dim=2) - math.log(flat.shape[2])) / sharpness
 
 
 class MonaiDenseNet(nn.Module):
