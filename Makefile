@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 DEMO_DIR ?= data/demo
-DEMO_PATIENTS ?= 1000
+DEMO_PATIENTS ?= 2000
 DEMO_SEED ?= 7
 DEMO_MODEL ?= clinfuse-demo
 DEMO_PORT ?= 8501

@@ -31,7 +31,7 @@ def _root(ctx: typer.Context) -> None:
 @app.command("demo-data")
 def demo_data(
     out: Annotated[Path, typer.Option("--out", help="folder to write the cohort into")],
-    patients: Annotated[int, typer.Option("--patients", help="number of patients")] = 1000,
+    patients: Annotated[int, typer.Option("--patients", help="number of patients (see docs/demo-cohort.md)")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="random seed; equal seeds give identical files")] = 0,
 ) -> None:
     """Generate the synthetic demo cohort: DICOM, expression tables, MIMIC-IV EHR, cohort.yaml, truth."""
