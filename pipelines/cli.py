@@ -111,14 +111,32 @@ def train_command(
 def evaluate_command(
     run: Annotated[Path, typer.Argument(help="run folder written by `clinfuse train`")],
     resamples: Annotated[int, typer.Option("--resamples", min=100, help="bootstrap resamples")] = 1000,
+    thresholds: Annotated[
+        str | None,
+        typer.Option("--thresholds", help="risk thresholds of the operating points, comma-separated [0.1,0.2,0.3,0.5]"),
+    ] = None,
+    target_sensitivity: Annotated[
+        str | None,
+        typer.Option(
+            "--target-sensitivity",
+            help="operating points at these sensitivities, thresholds found on validation [0.8,0.9]",
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate a run on its test split: metrics.json, report.md and calibration.png with bootstrap CIs."""
+    """Evaluate a run on its test split: metrics with bootstrap CIs, operating points, calibration slope and
+    intercept, decision curve (metrics.json, report.md, calibration.png, roc_pr.png, decision_curve.png)."""
+    from clinfuse.pipelines.evaluation.clinical_figures import parse_fractions
     from clinfuse.pipelines.evaluation.evaluate import evaluate
 
-    result = evaluate(run, resamples=resamples)
+    options = {}
+    if thresholds is not None:
+        options["thresholds"] = parse_fractions(thresholds, "--thresholds")
+    if target_sensitivity is not None:
+        options["target_sensitivities"] = parse_fractions(target_sensitivity, "--target-sensitivity")
+    result = evaluate(run, resamples=resamples, **options)
     fusion, xgb = result["fusion"], result["xgboost"]
     typer.echo(
-        f"test n={result['n_test']}: fusion AUROC {fusion['auroc']:.3f} "
+        f"{result['evaluated_on']} n={result['n_test']}: fusion AUROC {fusion['auroc']:.3f} "
         f"[{fusion['auroc_ci'][0]:.3f}, {fusion['auroc_ci'][1]:.3f}], ECE {fusion['ece']:.3f}; "
         f"XGBoost AUROC {xgb['auroc']:.3f}; report {run / 'report.md'}"
     )

@@ -8,20 +8,31 @@ AUROC on the patients who have the modality is reported beside it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from clinfuse.models import metrics
+from clinfuse.models import decision_metrics, metrics
+from clinfuse.pipelines.evaluation import clinical_figures, plots
 from clinfuse.pipelines.training import run_files
 from clinfuse.platform.errors import ClinFuseError
 
 RESAMPLES = 1000
 TARGETS = {"fusion_minus_best_single": 0.03, "fusion_minus_xgboost": -0.01, "fusion_ece_max": 0.05}
+DECISION_CURVE_PLOT = "decision_curve.png"
+ROC_PR_PLOT = "roc_pr.png"
 
 
-def evaluate(run: Path, resamples: int = RESAMPLES, seed: int = 0) -> dict:
-    """Compute and write metrics.json, report.md and calibration.png into the run folder."""
+def evaluate(
+    run: Path,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    thresholds: Sequence[float] = clinical_figures.DEFAULT_THRESHOLDS,
+    target_sensitivities: Sequence[float] = clinical_figures.DEFAULT_TARGET_SENSITIVITIES,
+) -> dict:
+    """Compute and write metrics.json, report.md, calibration.png, roc_pr.png and decision_curve.png into the run
+    folder; `thresholds` and `target_sensitivities` set the report's operating points."""
     if not (run / run_files.PREDICTIONS).is_file():
         raise ClinFuseError(f"{run} holds no predictions", "pass the --out folder of a finished `clinfuse train`")
     predictions = pd.read_parquet(run / run_files.PREDICTIONS)
@@ -29,6 +40,8 @@ def evaluate(run: Path, resamples: int = RESAMPLES, seed: int = 0) -> dict:
     modalities = list(info["modalities"])
     test = predictions[predictions["split"] == "test"].reset_index(drop=True)
     labels = test["label"].to_numpy()
+    figures = clinical_figures.clinical_figures(predictions, resamples, seed, thresholds, target_sensitivities)
+    fusion_prob = test["fusion_prob"].to_numpy()
 
     result = {
         "fusion": _summary(labels, test["fusion_logit"], test["fusion_prob"], test["fusion_prob_raw"], resamples, seed),
@@ -57,13 +70,22 @@ def evaluate(run: Path, resamples: int = RESAMPLES, seed: int = 0) -> dict:
     for pattern in sorted(patterns.unique()):
         rows = (patterns == pattern).to_numpy()
         result["by_missingness"][pattern] = _group(labels[rows], test["fusion_logit"].to_numpy()[rows])
+        result["by_missingness"][pattern] |= decision_metrics.group_calibration(labels[rows], fusion_prob[rows])
     for column, groups in _subgroups(test).items():
         for label, rows in groups.items():
             result["subgroups"][f"{column}={label}"] = _group(labels[rows], test["fusion_logit"].to_numpy()[rows])
+            calibration = decision_metrics.group_calibration(labels[rows], fusion_prob[rows])
+            result["subgroups"][f"{column}={label}"] |= calibration
     result["targets"] = _targets(result)
+    for model in clinical_figures.PROBABILITY_COLUMNS:
+        result[model] |= figures.pop(model)
+    result |= figures
     (run / run_files.METRICS).write_text(json.dumps(result, indent=1))
     _calibration_plot(test, run / run_files.CALIBRATION_PLOT)
-    (run / run_files.REPORT).write_text(_report(result, info))
+    plots.roc_pr_plot(labels, {m: test[c].to_numpy() for m, c in clinical_figures.PROBABILITY_COLUMNS.items()},
+                      run / ROC_PR_PLOT)  # fmt: skip
+    plots.decision_curve_plot(result["decision_curve"], run / DECISION_CURVE_PLOT)
+    (run / run_files.REPORT).write_text(_report(result, info) + clinical_figures.report_section(result))
     return result
 
 

@@ -3,6 +3,7 @@ subgroups, missingness and limitations, written from the run's own evaluation (n
 
 from __future__ import annotations
 
+from clinfuse.models.decision_metrics import ALERT_METRICS, format_estimate
 from clinfuse.models.metrics import describe_ece_noise
 
 
@@ -63,6 +64,8 @@ def render_model_card(metrics: dict, provenance: dict, modalities: dict, ingest_
         f"{fusion['ece']:.3f} (uncalibrated {fusion.get('ece_uncalibrated', float('nan')):.3f}). Each score carries",
         "a 95% interval from Platt calibrators refitted on bootstrap resamples of the validation split.",
         *_ece_noise(fusion, metrics["n_test"]),
+        *_calibration_slope(fusion),
+        *_operating_points(metrics),
         "",
         "## Subgroups",
         *_group_rows(metrics["subgroups"]),
@@ -86,3 +89,31 @@ def _ece_noise(fusion: dict, n_test: int) -> list[str]:
     """The ECE's sampling noise at the test size, where metrics.json has it."""
     noise = fusion.get("ece_if_perfectly_calibrated")
     return [describe_ece_noise(fusion["ece"], noise, n_test)] if noise else []
+
+
+def _calibration_slope(fusion: dict) -> list[str]:
+    """Calibration intercept and slope (logistic recalibration on test), where metrics.json has them."""
+    if "calibration_slope" not in fusion:
+        return []
+    intercept = format_estimate(fusion["calibration_intercept"], fusion["calibration_intercept_ci"])
+    slope = format_estimate(fusion["calibration_slope"], fusion["calibration_slope_ci"])
+    return [f"Calibration intercept {intercept} (ideal 0; above 0: risks too low on average), calibration slope "
+            f"{slope} (ideal 1; below 1: risks too extreme), on the test split."]  # fmt: skip
+
+
+def _operating_points(metrics: dict) -> list[str]:
+    """The late-fusion model's operating points on the test split with 95% CIs, where metrics.json has them."""
+    points = metrics["fusion"].get("operating_points")
+    if not points:
+        return []
+    source = metrics.get("operating_thresholds_from", "validation")
+    rows = ["", "## Operating points (late fusion, test split)",
+            f"An alert is raised at a calibrated risk at or above the threshold; thresholds for a target sensitivity "
+            f"were chosen on the {source} split.", "",
+            "| rule | threshold | sensitivity | specificity | PPV | NPV | alerts per 100 |",
+            "|---|---:|---|---|---|---|---|"]  # fmt: skip
+    for point in points:
+        cells = [format_estimate(point[m], point[f"{m}_ci"], 1 if m == "alerts_per_100" else 3)
+                 for m in ALERT_METRICS]  # fmt: skip
+        rows.append(f"| {point['rule']} | {point['threshold']:.3f} | {' | '.join(cells)} |")
+    return rows

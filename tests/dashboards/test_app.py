@@ -109,6 +109,22 @@ def test_clinician_never_reaches_the_model_page(dashboard_env) -> None:
         assert "no metrics.json" in scientist.warning[0].value
 
 
+def test_model_page_shows_operating_points_and_the_decision_curve(dashboard_env) -> None:
+    metrics = json.loads((load_scores(dashboard_env.scores).model_dir / "metrics.json").read_text())
+    at = _open_page(_sign_in(_app(), "dana"), "model")
+    assert not at.exception, at.exception
+    assert "Clinical decision figures" in [s.value for s in at.subheader]
+    points = next(d.value for d in at.dataframe if "rule" in d.value.columns)
+    expected = [p["rule"] for model in ("fusion", "xgboost") for p in metrics[model]["operating_points"]]
+    assert list(points["rule"]) == expected and "target sensitivity 0.8" in expected
+    fusion_row = points.iloc[0]
+    point = metrics["fusion"]["operating_points"][0]
+    assert fusion_row["sensitivity"].startswith(f"{point['sensitivity']:.3f} [")
+    assert any("calibration slope" in d.value.columns for d in at.dataframe)
+    curve = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Decision curve" in c.proto.spec)
+    assert [trace["name"] for trace in curve["data"]] == ["fusion", "xgboost", "treat all", "treat none"]
+
+
 def test_cohort_click_opens_highest_risk_patient_and_each_view_is_audited(dashboard_env) -> None:
     at = _sign_in(_app(), "clara")
     table = at.dataframe[0].value

@@ -188,3 +188,34 @@ def test_dashboard_cli_refuses_without_users_or_scores(clinfuse_exe: Path, tmp_p
     assert foreign.returncode == 2 and "not written by `clinfuse score`" in foreign.stderr
     no_users = _clinfuse(clinfuse_exe, "dashboard", "--scores", str(demo_scores), env=env)
     assert no_users.returncode == 2 and "clinfuse users add" in no_users.stderr
+
+
+def test_model_decision_tables_format_estimates_and_tolerate_older_metrics() -> None:
+    from clinfuse.dashboards import model_decision
+
+    point = {"rule": "risk >= 0.2", "threshold": 0.2, "sensitivity": 0.8, "sensitivity_ci": [0.7, 0.9],
+             "specificity": 0.6, "specificity_ci": [0.5, 0.7], "ppv": None, "ppv_ci": None, "npv": 0.9,
+             "npv_ci": [0.85, 0.95], "alerts_per_100": 42.0, "alerts_per_100_ci": [38.5, 45.5]}  # fmt: skip
+    metrics = {
+        "fusion": {"ece": 0.04, "calibration_intercept": 0.1, "calibration_intercept_ci": [-0.2, 0.4],
+                   "calibration_slope": 0.9, "calibration_slope_ci": None, "operating_points": [point]},
+        "subgroups": {"sex=F": {"n": 30, "positives": 4, "observed_risk": 0.133, "mean_predicted_risk": 0.15,
+                                "calibration_intercept": -0.1, "calibration_slope": None,
+                                "calibration_slope_note": "too few: 4 events, 26 non-events"}},
+        "decision_curve": {"thresholds": [0.1, 0.2], "net_benefit": {"fusion": [0.2, 0.1], "treat_all": [0.1, 0.0],
+                                                                     "treat_none": [0.0, 0.0]}},
+    }  # fmt: skip
+    row = model_decision.operating_points_table(metrics).iloc[0]
+    assert (row["model"], row["sensitivity"], row["PPV"], row["alerts per 100"]) == (
+        "fusion", "0.800 [0.700, 0.900]", "n/a", "42.0 [38.5, 45.5]")  # fmt: skip
+    calibration = model_decision.calibration_table(metrics).iloc[0]
+    assert calibration["calibration intercept"] == "0.100 [-0.200, 0.400]"
+    assert calibration["calibration slope"] == "0.900", "no CI where the bootstrap gave none"
+    assert model_decision.group_calibration_table(metrics).iloc[0]["slope"].startswith("too few")
+    chart = model_decision.decision_curve_chart(metrics)
+    assert [trace.name for trace in chart.data] == ["fusion", "treat all", "treat none"]
+    assert list(chart.data[0].x) == [10.0, 20.0]
+
+    older = {"fusion": {"auroc": 0.8, "ece": 0.05}, "subgroups": {"sex=F": {"n": 30, "positives": 4, "auroc": 0.7}}}
+    assert model_decision.operating_points_table(older).empty and model_decision.calibration_table(older).empty
+    assert model_decision.group_calibration_table(older).empty and model_decision.decision_curve_chart(older) is None

@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 import torch
 from clinfuse.models.baseline import XGBoostBaseline
-from clinfuse.pipelines.evaluation.evaluate import evaluate
+from clinfuse.pipelines.evaluation.clinical_figures import DEFAULT_THRESHOLDS, clinical_figures, parse_fractions
+from clinfuse.pipelines.evaluation.evaluate import DECISION_CURVE_PLOT, ROC_PR_PLOT, evaluate
 from clinfuse.pipelines.training import run_files
 from clinfuse.pipelines.training.model_io import load_model
 from clinfuse.pipelines.training.predict import predict_cohort
 from clinfuse.pipelines.training.train import TrainSettings, train
 from clinfuse.platform.cache import FeatureCache
+from clinfuse.platform.errors import ClinFuseError
 from safetensors.torch import load_file
 
 
@@ -87,6 +89,71 @@ def test_evaluate_writes_the_documented_metrics(demo_run: Path) -> None:
     assert json.loads((demo_run / run_files.METRICS).read_text()) == json.loads(json.dumps(result))
     assert (demo_run / run_files.CALIBRATION_PLOT).read_bytes()[:4] == b"\x89PNG"
     assert "| fusion |" in (demo_run / run_files.REPORT).read_text()
+
+
+def test_evaluate_writes_the_clinical_decision_figures(demo_run: Path) -> None:
+    if not (demo_run / run_files.METRICS).is_file():
+        evaluate(demo_run, resamples=200)
+    result = json.loads((demo_run / run_files.METRICS).read_text())
+    for model in ("fusion", "xgboost"):
+        assert set(result[model]) >= {"calibration_intercept", "calibration_intercept_ci", "calibration_slope",
+                                      "calibration_slope_ci", "operating_points"}  # fmt: skip
+        points = result[model]["operating_points"]
+        assert [p["rule"] for p in points] == ["risk >= 0.1", "risk >= 0.2", "risk >= 0.3", "risk >= 0.5",
+                                               "target sensitivity 0.8", "target sensitivity 0.9"]  # fmt: skip
+        for point in points:
+            assert set(point) >= {"threshold", "sensitivity_ci", "specificity_ci", "ppv", "npv", "alerts_per_100_ci"}
+            if point["kind"] == "target_sensitivity":
+                assert point["sensitivity_where_chosen"] >= point["target_sensitivity"]
+    assert result["operating_thresholds_from"] == "validation"
+    curve = result["decision_curve"]
+    assert (curve["thresholds"][0], curve["thresholds"][-1], len(curve["thresholds"])) == (0.01, 0.5, 50)
+    assert set(curve["net_benefit"]) == {"fusion", "xgboost", "treat_all", "treat_none"}
+    for group in [*result["by_missingness"].values(), *result["subgroups"].values()]:
+        assert {"observed_risk", "mean_predicted_risk", "calibration_intercept", "calibration_slope"} <= set(group)
+    for name in (DECISION_CURVE_PLOT, ROC_PR_PLOT):
+        assert (demo_run / name).read_bytes()[:4] == b"\x89PNG", name
+    report = (demo_run / run_files.REPORT).read_text()
+    assert "## Clinical decision figures" in report and "found on the validation split" in report
+    predictions = pd.read_parquet(demo_run / run_files.PREDICTIONS, columns=["patient"])
+    assert not any(patient in report for patient in predictions["patient"]), "no patient ids in the report"
+
+
+def test_model_card_carries_the_operating_points_and_calibration_slope(demo_run: Path, demo_cache: Path) -> None:
+    from clinfuse.pipelines.registry.model_card import render_model_card
+
+    if not (demo_run / run_files.METRICS).is_file():
+        evaluate(demo_run, resamples=200)
+    metrics = json.loads((demo_run / run_files.METRICS).read_text())
+    provenance = {"cohort_config_hash": "h", "git_commit": "c", "trained_at": "t", "versions": {}}
+    ingest_report = json.loads((demo_cache / "ingest_report.json").read_text())
+    card = render_model_card(metrics, provenance, {"imaging": {"kind": "dicom"}}, ingest_report)
+    slope = metrics["fusion"]["calibration_slope"]
+    assert "Calibration intercept" in card and (slope is None or f"calibration slope {slope:.3f}" in card)
+    assert "## Operating points (late fusion, test split)" in card and "| target sensitivity 0.9 |" in card
+    assert card.count("| risk >= ") == len(DEFAULT_THRESHOLDS)
+
+
+def test_operating_thresholds_fall_back_to_test_without_a_validation_split(demo_run: Path) -> None:
+    predictions = pd.read_parquet(demo_run / run_files.PREDICTIONS)
+    figures = clinical_figures(predictions[predictions["split"] != "val"], resamples=100, seed=0,
+                               thresholds=(0.25,), target_sensitivities=(0.7,))  # fmt: skip
+    assert figures["operating_thresholds_from"] == "test"
+    assert [p["rule"] for p in figures["fusion"]["operating_points"]] == ["risk >= 0.25", "target sensitivity 0.7"]
+    target = figures["fusion"]["operating_points"][1]
+    assert target["sensitivity"] == target["sensitivity_where_chosen"] >= 0.7, "chosen on test: met on test"
+
+
+def test_evaluate_rejects_bad_operating_point_options(clinfuse_exe: Path, tmp_path: Path) -> None:
+    result = subprocess.run([str(clinfuse_exe), "evaluate", str(tmp_path), "--thresholds", "10,20"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: --thresholds 10, 20 must be strictly between 0 and 1 (give fractions")
+    with pytest.raises(ClinFuseError, match="'0.8;0.9' is not a comma-separated list"):
+        parse_fractions("0.8;0.9", "--target-sensitivity")
+    with pytest.raises(ClinFuseError, match="nan must be strictly between"):
+        parse_fractions("0.5,nan", "--target-sensitivity")
+    assert parse_fractions(" 0.3, 0.1,0.3", "--thresholds") == (0.1, 0.3)
 
 
 def test_cli_errors_for_missing_cache_and_run(clinfuse_exe: Path, tmp_path: Path) -> None:
