@@ -21,11 +21,15 @@ class PlattCalibrator:
     def fit(cls, logits: np.ndarray, labels: np.ndarray) -> PlattCalibrator:
         logits, labels = np.asarray(logits, float), np.asarray(labels, float)
 
-        def nll(params: np.ndarray) -> float:
+        def nll_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
             z = params[0] * logits + params[1]
-            return float(np.mean(np.logaddexp(0.0, z) - labels * z))
+            residual = 1.0 / (1.0 + np.exp(-z)) - labels
+            loss = float(np.mean(np.logaddexp(0.0, z) - labels * z))
+            return loss, np.array([np.mean(residual * logits), np.mean(residual)])
 
-        result = minimize(nll, x0=np.array([1.0, 0.0]), method="L-BFGS-B", bounds=[(1e-3, 100.0), (-20.0, 20.0)])
+        # the analytic gradient: finite differences made the bootstrap interval's 200 refits dominate a fold
+        result = minimize(nll_and_gradient, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
+                          bounds=[(1e-3, 100.0), (-20.0, 20.0)])  # fmt: skip
         return cls(slope=float(result.x[0]), intercept=float(result.x[1]))
 
     def logit(self, logits: np.ndarray) -> np.ndarray:

@@ -4,10 +4,12 @@ Each branch (an injected encoder plus a linear head) yields an embedding and a m
 head adds the logits of the present modalities to a learnt prior and an interaction term computed from the
 masked embeddings and the presence mask:
 
-    fusion_logit(S) = prior + sum_{m in S} w_m * (logit_m - c_m) + interaction(embeddings of S, mask of S)
+    fusion_logit(S) = prior + sum_{m in S} w_m * (logit_m - c_m) + a * interaction(embeddings of S, mask of S)
 
-The modality weights w_m are not trained by gradient: they start at 1 and are refitted on the validation
-split after training (see `models/modality_weights.py`), where the branches' overfitting shows.
+The modality weights w_m and the interaction weight a are not trained by gradient: they start at 1 and are
+refitted on the validation split after training (see `models/modality_weights.py`), where the branches'
+overfitting shows; a is pulled towards 0, so the interaction MLP stays only where validation asks for it and
+the head can reduce to a stacked linear model.
 
 The centres c_m are each branch's average logit over the patients who have the modality, tracked during
 training like a batch norm's running mean (training then sets them exactly, in eval mode). Each branch also
@@ -30,12 +32,22 @@ CENTER_MOMENTUM = 0.1  # running-mean step per training batch (batch norm's defa
 
 
 class ModalityBranch(nn.Module):
-    """An encoder (any module mapping the modality's inputs to `embed_dim` features) plus its logit."""
+    """An encoder (any module mapping the modality's inputs to `embed_dim` features) plus its logit.
+
+    An encoder marked `fitted_outside` (e.g. the logistic-regression table branch) is fitted before training and
+    puts its logit in the first embedding unit: the logit layer then reads that unit and is frozen with it.
+    """
 
     def __init__(self, encoder: nn.Module, embed_dim: int) -> None:
         super().__init__()
         self.encoder = encoder
         self.logit = nn.Linear(embed_dim, 1)
+        if getattr(encoder, "fitted_outside", False):
+            with torch.no_grad():
+                self.logit.weight.zero_()
+                self.logit.weight[0, 0] = 1.0
+                self.logit.bias.zero_()
+            self.logit.requires_grad_(False)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = self.encoder(inputs)
@@ -50,6 +62,8 @@ class FusionHead(nn.Module):
         self.prior = nn.Parameter(torch.zeros(()))
         self.register_buffer("modality_weight", torch.ones(n_modalities))
         self.register_buffer("logit_center", torch.zeros(n_modalities))
+        # how much of the interaction MLP is kept: refitted on validation after training (modality_weights.py)
+        self.register_buffer("interaction_weight", torch.ones(()))
         self.interaction = nn.Sequential(
             nn.Linear(n_modalities * (embed_dim + 1), hidden), nn.ReLU(), nn.Linear(hidden, 1)
         )
@@ -61,11 +75,16 @@ class FusionHead(nn.Module):
         mask = mask.to(logits.dtype)
         if self.training:
             self._track_centers(logits.detach().float(), mask)
-        masked = embeddings * mask.unsqueeze(-1)
-        features = torch.cat([masked.flatten(1), mask], dim=1)
         centred = logits - self.logit_center.to(logits.dtype)
         weighted = (centred * mask * self.modality_weight.to(logits.dtype)).sum(dim=1)
-        return self.prior + weighted + self.interaction(features).squeeze(-1)
+        interaction = self.interaction_weight.to(logits.dtype) * self.interaction_term(embeddings, mask)
+        return self.prior + weighted + interaction
+
+    def interaction_term(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The interaction MLP's output (B,) before its validated weight."""
+        mask = mask.to(embeddings.dtype)
+        masked = embeddings * mask.unsqueeze(-1)
+        return self.interaction(torch.cat([masked.flatten(1), mask], dim=1)).squeeze(-1)
 
     @torch.no_grad()
     def _track_centers(self, logits: torch.Tensor, mask: torch.Tensor) -> None:

@@ -26,21 +26,41 @@ def fit_modality_weights(modality_logits: np.ndarray, present: np.ndarray, offse
                          ridge: float = RIDGE_TOWARDS_ONE) -> np.ndarray:  # fmt: skip
     """Non-negative weights (M,) for the modality logits (N, M) of the present (N, M) modalities."""
     z = np.where(present > 0, modality_logits, 0.0).astype(np.float64)
+    return _fit_weights(z, offset, labels, np.ones(z.shape[1]), [(0.0, None)] * z.shape[1], ridge)
+
+
+def fit_head_weights(modality_logits: np.ndarray, present: np.ndarray, interaction: np.ndarray, offset: np.ndarray,
+                     labels: np.ndarray, ridge: float = RIDGE_TOWARDS_ONE) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Modality weights (M,) as above and the interaction MLP's weight a in [0, 1], pulled towards 0.
+
+    The interaction term enters as a further column, `a * interaction`, with the same ridge but towards 0: the
+    MLP over embeddings is kept only as far as the validation patients show it helps, so a cohort whose signal
+    is additive (most real ones) gets the stacked linear head back.
+    """
+    z = np.where(present > 0, modality_logits, 0.0).astype(np.float64)
+    columns = np.column_stack([z, np.asarray(interaction, np.float64)])
+    targets = np.concatenate([np.ones(z.shape[1]), [0.0]])
+    bounds = [(0.0, None)] * z.shape[1] + [(0.0, 1.0)]
+    weights = _fit_weights(columns, offset, labels, targets, bounds, ridge)
+    return weights[:-1], float(weights[-1])
+
+
+def _fit_weights(z: np.ndarray, offset: np.ndarray, labels: np.ndarray, targets: np.ndarray,
+                 bounds: list[tuple[float | None, float | None]], ridge: float) -> np.ndarray:  # fmt: skip
+    """Penalised logistic regression with an offset and a ridge towards `targets`; the intercept is dropped."""
     offset = np.asarray(offset, np.float64)
     y = np.asarray(labels, np.float64)
-    n_modalities = z.shape[1]
 
     def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
         intercept, weights = theta[0], theta[1:]
         logit = intercept + offset + z @ weights
-        loss = np.sum(np.logaddexp(0.0, logit) - y * logit) + 0.5 * ridge * np.sum((weights - 1.0) ** 2)
+        loss = np.sum(np.logaddexp(0.0, logit) - y * logit) + 0.5 * ridge * np.sum((weights - targets) ** 2)
         residual = 1.0 / (1.0 + np.exp(-logit)) - y
-        gradient = np.concatenate([[residual.sum()], z.T @ residual + ridge * (weights - 1.0)])
+        gradient = np.concatenate([[residual.sum()], z.T @ residual + ridge * (weights - targets)])
         return float(loss), gradient
 
-    start = np.concatenate([[0.0], np.ones(n_modalities)])
-    bounds = [(None, None)] + [(0.0, None)] * n_modalities
-    result = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    start = np.concatenate([[0.0], targets])
+    result = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B", bounds=[(None, None), *bounds])
     if not result.success:
         raise RuntimeError(f"fitting the modality weights did not converge: {result.message}")
     return result.x[1:]

@@ -91,19 +91,42 @@ def train_command(
     image_encoder: Annotated[
         str | None, typer.Option("--image-encoder", help="small_cnn, densenet121 or densenet121_3d")
     ] = None,
+    table_encoder: Annotated[
+        str, typer.Option("--table-encoder", help="auto (chosen per table modality), linear, mlp or snn")
+    ] = "auto",
     num_workers: Annotated[int | None, typer.Option("--num-workers", help="loader workers (default: sized)")] = None,
     mlflow_uri: Annotated[str | None, typer.Option("--mlflow-uri", help="also log to this MLflow tracking URI")] = None,
+    cv: Annotated[
+        int | None, typer.Option("--cv", min=2, help="K-fold cross-validation, then a refit on every patient")
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="repeats of the K-fold cross-validation")] = 1,
+    split: Annotated[
+        bool, typer.Option("--split", help="train on the ingest's train/val/test split, even for a small cohort")
+    ] = False,
 ) -> None:
-    """Train the late-fusion model (Lightning), calibrate it on validation and fit the XGBoost baseline."""
+    """Train the late-fusion model (Lightning), calibrate it on validation and fit the XGBoost baseline.
+
+    Cohorts under 1,000 patients are cross-validated (5 folds) unless --split is given."""
+    from clinfuse.pipelines.training.cross_validation import SMALL_COHORT, train_cv
     from clinfuse.pipelines.training.train import TrainSettings, train
+    from clinfuse.platform.cache import FeatureCache
 
     settings = TrainSettings(
         max_epochs=max_epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
         seed=seed, batch_size=batch_size, patience=patience, branch_patience=branch_patience,
-        screening_fdr=screening_fdr or None, image_encoder=image_encoder, num_workers=num_workers,
+        screening_fdr=screening_fdr or None, image_encoder=image_encoder, table_encoder=table_encoder,
+        num_workers=num_workers,
         mlflow_tracking_uri=mlflow_uri,
     )  # fmt: skip
-    run = train(cache, out, settings)
+    if cv is not None and split:
+        raise ClinFuseError("--cv and --split ask for two different evaluations", "give one of them")
+    patients = len(FeatureCache(cache).cohort)
+    if cv is None and not split and patients < SMALL_COHORT:
+        cv = 5
+        typer.echo(f"{patients} patients: a 15% test split would hold about {round(patients * 0.15)}, so training "
+                   f"5-fold cross-validation (x{repeats}) and then refitting on every patient; --split keeps the "
+                   "ingest's split")  # fmt: skip
+    run = train(cache, out, settings) if cv is None else train_cv(cache, out, settings, folds=cv, repeats=repeats)
     typer.echo(f"run written to {run}; next: clinfuse evaluate {run}")
 
 

@@ -140,9 +140,12 @@ class CacheDataModule(pl.LightningDataModule):
     """Train/val/test loaders over one feature cache."""
 
     def __init__(
-        self, cache_path: str, batch_size: int = 32, num_workers: int = 0, augment_seed: int | None = 0
+        self, cache_path: str, batch_size: int = 32, num_workers: int = 0, augment_seed: int | None = 0,
+        splits: list[str] | None = None,
     ) -> None:
+        """`splits`: a split per cohort row replacing the cache's own (cross-validation folds)."""
         super().__init__()
+        self.splits = splits
         self.augment_seed = augment_seed
         self.cache_path = cache_path
         self.batch_size = batch_size
@@ -151,6 +154,8 @@ class CacheDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         cache = FeatureCache(self.cache_path)
+        if self.splits is not None:
+            cache = cache.with_splits(np.asarray(self.splits))
         self.datasets = {
             "train": CacheDataset(cache, "train", augment_seed=self.augment_seed),
             "val": CacheDataset(cache, "val"),

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from clinfuse.models.encoders.ehr import EhrEncoder
 from clinfuse.models.encoders.image import MonaiDenseNet, SmallCNN
+from clinfuse.models.encoders.linear_table import LinearTableEncoder
 from clinfuse.models.encoders.table import TableMLP
 from torch import nn
 
@@ -38,9 +39,14 @@ def _image(spec: EncoderSpec) -> nn.Module:
     raise ValueError(f"unknown image encoder '{spec.architecture}'")
 
 
+TABLE_ARCHITECTURES = ("linear", "mlp", "snn")
+
+
 def _table(spec: EncoderSpec) -> nn.Module:
-    if spec.architecture not in {"mlp", "snn"}:
+    if spec.architecture not in TABLE_ARCHITECTURES:
         raise ValueError(f"unknown table encoder '{spec.architecture}'")
+    if spec.architecture == "linear":
+        return LinearTableEncoder(spec.dims["features"], spec.embed_dim)
     return TableMLP(spec.dims["features"], spec.embed_dim, self_normalising=spec.architecture == "snn")
 
 

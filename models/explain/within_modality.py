@@ -1,6 +1,7 @@
 """Attributions inside one modality, on that modality's branch logit.
 
-table: SHAP values per feature (shap.GradientExplainer: expected gradients against training patients);
+table: a linear branch's exact contributions, coefficient x (value - training mean); for other branches SHAP
+       values per feature (shap.GradientExplainer: expected gradients against training patients);
 ehr:   integrated gradients (captum) over the code tokens and the lab vector, summed per code and per lab item;
 dicom: occlusion sensitivity (MONAI): a Gaussian hole slides over the image, and each pixel's heat is how far
        the branch logit falls when its neighbourhood is hidden (the positive part), at the input resolution.
@@ -66,16 +67,24 @@ class _BranchLogit(nn.Module):
 def table_attribution(
     branch: ModalityBranch, inputs: dict[str, torch.Tensor], context: AttributionContext
 ) -> Attribution:
-    import shap
-
-    torch.manual_seed(context.seed)
-    explainer = shap.GradientExplainer(_BranchLogit(branch, "features"), context.background["features"])
-    values = np.asarray(explainer.shap_values(inputs["features"], nsamples=200, rseed=context.seed))
-    values = values.reshape(-1)[: inputs["features"].shape[1]]
+    values = _table_values(branch, inputs["features"], context)
     order = np.argsort(-np.abs(values))[: context.top_k]
     top = [{"name": context.feature_names[i], "value": float(values[i]),
             "input": float(inputs["features"][0, i])} for i in order]  # fmt: skip
     return Attribution("table", top)
+
+
+def _table_values(branch: ModalityBranch, features: torch.Tensor, context: AttributionContext) -> np.ndarray:
+    """Per-feature values of one patient: exact for a linear branch, expected gradients (SHAP) otherwise."""
+    if hasattr(branch.encoder, "contributions"):  # coefficient x centred value: the exact Shapley values
+        with torch.no_grad():
+            return branch.encoder.contributions(features)[0].numpy()
+    import shap
+
+    torch.manual_seed(context.seed)
+    explainer = shap.GradientExplainer(_BranchLogit(branch, "features"), context.background["features"])
+    values = np.asarray(explainer.shap_values(features, nsamples=200, rseed=context.seed))
+    return values.reshape(-1)[: features.shape[1]]
 
 
 def ehr_attribution(

@@ -15,13 +15,17 @@ import numpy as np
 import pandas as pd
 from clinfuse.models import decision_metrics, metrics
 from clinfuse.pipelines.evaluation import clinical_figures, plots
+from clinfuse.pipelines.evaluation.cross_validated import (
+    fold_summary,
+    is_cross_validated,
+    pooled_predictions,
+    report_section,
+)
 from clinfuse.pipelines.training import run_files
 from clinfuse.platform.errors import ClinFuseError
 
 RESAMPLES = 1000
 TARGETS = {"fusion_minus_best_single": 0.03, "fusion_minus_xgboost": -0.01, "fusion_ece_max": 0.05}
-DECISION_CURVE_PLOT = "decision_curve.png"
-ROC_PR_PLOT = "roc_pr.png"
 
 
 def evaluate(
@@ -35,10 +39,14 @@ def evaluate(
     folder; `thresholds` and `target_sensitivities` set the report's operating points."""
     if not (run / run_files.PREDICTIONS).is_file():
         raise ClinFuseError(f"{run} holds no predictions", "pass the --out folder of a finished `clinfuse train`")
-    predictions = pd.read_parquet(run / run_files.PREDICTIONS)
+    cross_validated = is_cross_validated(run)
+    predictions = pooled_predictions(run) if cross_validated else pd.read_parquet(run / run_files.PREDICTIONS)
     info = json.loads((run / run_files.RUN_INFO).read_text())
     modalities = list(info["modalities"])
     test = predictions[predictions["split"] == "test"].reset_index(drop=True)
+    if test.empty:
+        raise ClinFuseError(f"{run} has no test patients to evaluate (a cross-validation that did not finish?)",
+                            "rerun `clinfuse train` into this folder")  # fmt: skip
     labels = test["label"].to_numpy()
     figures = clinical_figures.clinical_figures(predictions, resamples, seed, thresholds, target_sensitivities)
     fusion_prob = test["fusion_prob"].to_numpy()
@@ -77,15 +85,20 @@ def evaluate(
             calibration = decision_metrics.group_calibration(labels[rows], fusion_prob[rows])
             result["subgroups"][f"{column}={label}"] |= calibration
     result["targets"] = _targets(result)
+    result["evaluated_on"] = "pooled out-of-fold predictions" if cross_validated else "test split"
+    if cross_validated:
+        result["cross_validation"] = fold_summary(run)
+        result["calibration"] = "Platt scaling fitted on each fold's validation split"
     for model in clinical_figures.PROBABILITY_COLUMNS:
         result[model] |= figures.pop(model)
     result |= figures
     (run / run_files.METRICS).write_text(json.dumps(result, indent=1))
     _calibration_plot(test, run / run_files.CALIBRATION_PLOT)
     plots.roc_pr_plot(labels, {m: test[c].to_numpy() for m, c in clinical_figures.PROBABILITY_COLUMNS.items()},
-                      run / ROC_PR_PLOT)  # fmt: skip
-    plots.decision_curve_plot(result["decision_curve"], run / DECISION_CURVE_PLOT)
-    (run / run_files.REPORT).write_text(_report(result, info) + clinical_figures.report_section(result))
+                      run / run_files.ROC_PR_PLOT)  # fmt: skip
+    plots.decision_curve_plot(result["decision_curve"], run / run_files.DECISION_CURVE_PLOT)
+    cv_section = report_section(result["cross_validation"]) if cross_validated else ""
+    (run / run_files.REPORT).write_text(_report(result, info) + cv_section + clinical_figures.report_section(result))
     return result
 
 
@@ -172,7 +185,7 @@ def _report(result: dict, info: dict) -> str:
     lines = [
         f"# Evaluation of run on cohort '{info.get('cohort_name')}'",
         "",
-        f"Test split: {result['n_test']} patients, prevalence {result['prevalence']:.3f}. "
+        f"{result['evaluated_on'].capitalize()}: {result['n_test']} patients, prevalence {result['prevalence']:.3f}. "
         f"95% CIs: percentile bootstrap, {result['bootstrap_resamples']} resamples. "
         f"{result['calibration']}.",
         "",

@@ -35,6 +35,8 @@ RUN_FILES = (
     run_files.METRICS,
     run_files.REPORT,
     run_files.CALIBRATION_PLOT,
+    run_files.ROC_PR_PLOT,
+    run_files.DECISION_CURVE_PLOT,
 )
 # Config fields that say where data lives, not how it is preprocessed: scoring takes them from its own config.
 LOCATION_FIELDS = ("path", "manifest", "link")

@@ -12,9 +12,9 @@ from clinfuse.platform.errors import ClinFuseError
 from safetensors.torch import load_file, save_file
 
 # Buffers added after models were first saved, whose initial values reproduce how older models behaved: the
-# head's modality weights (1: branches summed), its logit centres (0: uncentred) and the table encoders'
-# feature masks (1: every feature used).
-_LATER_BUFFERS = ("head.modality_weight", "head.logit_center", ".feature_mask")
+# head's modality weights (1: branches summed), its logit centres (0: uncentred), its interaction weight (1: the
+# interaction MLP as trained) and the table encoders' feature masks (1: every feature used).
+_LATER_BUFFERS = ("head.modality_weight", "head.logit_center", "head.interaction_weight", ".feature_mask")
 
 
 def build_model(specs: dict[str, EncoderSpec], embed_dim: int) -> LateFusionModel:

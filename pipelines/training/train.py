@@ -23,12 +23,13 @@ from clinfuse.models.encoders.registry import DEFAULT_ARCHITECTURES
 from clinfuse.models.feature_screening import screen_features
 from clinfuse.models.fusion import LateFusionModel
 from clinfuse.models.lightning import LateFusionModule
-from clinfuse.models.modality_weights import fit_modality_weights
+from clinfuse.models.modality_weights import fit_head_weights
 from clinfuse.pipelines.data import CacheDataModule, default_num_workers, modality_dims
 from clinfuse.pipelines.training import run_files
 from clinfuse.pipelines.training.explain_background import fit_backgrounds, save_backgrounds
 from clinfuse.pipelines.training.model_io import build_model, save_model
 from clinfuse.pipelines.training.predict import predict_cohort
+from clinfuse.pipelines.training.table_branches import choose_table_architectures, fit_linear_table_branches
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -52,29 +53,74 @@ class TrainSettings:
     screening_fdr: float | None = 0.1  # table inputs kept by Benjamini-Hochberg on the training split; None: all
     screening_min_features: int = 10
     image_encoder: str | None = None  # default: densenet121 on GPU, small_cnn on CPU
+    table_encoder: str = "auto"  # linear, mlp, snn; auto: chosen per table modality (models/branch_selection.py)
     num_workers: int | None = None
     mlflow_tracking_uri: str | None = None
 
 
-def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
-    """Train, calibrate and write everything evaluation and scoring need to `out`."""
+def train(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarray | None = None) -> Path:
+    """Train, calibrate and write everything evaluation and scoring need to `out`.
+
+    `splits` (one of train/val/test per cohort row) replaces the cache's own split, e.g. for a
+    cross-validation fold; the cache itself is not touched.
+    """
     started = time.perf_counter()
     cache = FeatureCache(cache_path)
+    if splits is not None:
+        cache = cache.with_splits(splits)
     _check_cohort(cache)
     pl.seed_everything(settings.seed, workers=True)
     accelerator = _resolve_accelerator(settings.accelerator)
-    specs = _encoder_specs(cache, accelerator, settings.image_encoder)
+    table_architectures, table_evidence = choose_table_architectures(cache, settings.table_encoder, settings.seed)
+    specs = _encoder_specs(cache, accelerator, settings.image_encoder, table_architectures)
     model = build_model(specs, EMBED_DIM)
+    linear_fit = fit_linear_table_branches(model, cache, settings.seed)
     screening = _screen_inputs(model, cache, settings)
+
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_previous_outputs(out)
+    if any(parameter.requires_grad for parameter in model.branches.parameters()):
+        fitted = _fit_with_lightning(model, cache_path, out, settings, accelerator, specs, splits)
+        if fitted is None:  # a non-zero rank of a multi-device run: rank 0 writes the outputs
+            return out
+        model, workers, training = fitted
+    else:
+        model, workers, training = _fit_prior_only(model, cache), 0, {"gradient_training": False}
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    head_fit = _fit_head_buffers(model, cache, device, refit_weights=training["gradient_training"])
+    save_model(model, specs, EMBED_DIM, out)
+    _write_predictions(model, cache, out, settings, device=device)
+    info = {
+        "cache": str(Path(cache_path).resolve()),
+        "cache_fingerprints": cache.manifest["fingerprints"],
+        "cohort_name": cache.manifest.get("cohort_name"),
+        "modalities": cache.modalities,
+        "settings": settings.__dict__ | {"accelerator_used": accelerator, "num_workers_used": workers},
+        **training,
+        "architectures": {name: spec.architecture for name, spec in specs.items()},
+        "table_branch_selection": table_evidence,
+        "linear_branches": linear_fit,
+        **head_fit,
+        "input_screening": screening,
+        "split_sizes": cache.cohort["split"].value_counts().to_dict(),
+        "duration_s": round(time.perf_counter() - started, 1),
+        "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__,
+                     "python": stdlib_platform.python_version()},
+    }  # fmt: skip
+    (out / run_files.RUN_INFO).write_text(json.dumps(info, indent=1))
+    return out
+
+
+def _fit_with_lightning(model: LateFusionModel, cache_path: Path, out: Path, settings: TrainSettings,
+                        accelerator: str, specs: dict[str, EncoderSpec],
+                        splits: np.ndarray | None) -> tuple[LateFusionModel, int, dict] | None:  # fmt: skip
+    """Gradient training of the branches that need it and of the head; the best checkpoint, on rank 0."""
     has_images = any(s.kind == "dicom" for s in specs.values())
     module = LateFusionModule(model, learning_rate=settings.learning_rate,
                               channels_last=accelerator == "gpu" and has_images)  # fmt: skip
     workers = settings.num_workers if settings.num_workers is not None else default_num_workers(accelerator)
     data = CacheDataModule(str(cache_path), batch_size=settings.batch_size, num_workers=workers,
-                           augment_seed=settings.seed)  # fmt: skip
-
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_previous_outputs(out)
+                           augment_seed=settings.seed, splits=None if splits is None else list(splits))  # fmt: skip
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val_auroc", mode="max", save_top_k=1,
                                  filename="best-{epoch}")  # fmt: skip
     branch_stopping = BranchEarlyStopping(settings.branch_patience)
@@ -97,33 +143,27 @@ def train(cache_path: Path, out: Path, settings: TrainSettings) -> Path:
     )
     trainer.fit(module, datamodule=data)
     if not trainer.is_global_zero:
-        return out
+        return None
     # Our own checkpoint from this run: tensors only (weights_only), then exported as safetensors.
     state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     model = module.model.to(memory_format=torch.contiguous_format).float().eval()
-    device = "cuda" if accelerator == "gpu" else "cpu"
-    logit_centers, modality_weights = _fit_head_buffers(model, cache, device)
-    save_model(model, specs, EMBED_DIM, out)
-    _write_predictions(model, cache, out, settings, device=device)
-    info = {
-        "cache": str(Path(cache_path).resolve()),
-        "cache_fingerprints": cache.manifest["fingerprints"],
-        "cohort_name": cache.manifest.get("cohort_name"),
-        "modalities": cache.modalities,
-        "settings": settings.__dict__ | {"accelerator_used": accelerator, "num_workers_used": workers},
-        "best_epoch_val_auroc": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
-        "epochs_run": trainer.current_epoch,
-        "branches": branch_stopping.summary(),
-        "logit_centers": logit_centers,
-        "modality_weights": modality_weights,
-        "input_screening": screening,
-        "duration_s": round(time.perf_counter() - started, 1),
-        "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__,
-                     "python": stdlib_platform.python_version()},
-    }  # fmt: skip
-    (out / run_files.RUN_INFO).write_text(json.dumps(info, indent=1))
-    return out
+    best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+    return model, workers, {"gradient_training": True, "best_epoch_val_auroc": best,
+                            "epochs_run": trainer.current_epoch, "branches": branch_stopping.summary()}  # fmt: skip
+
+
+def _fit_prior_only(model: LateFusionModel, cache: FeatureCache) -> LateFusionModel:
+    """Every branch was fitted outside (linear): no gradient step is left but the prior, the training log-odds.
+
+    The interaction MLP keeps its zero initial output: with nothing trained by gradient, an additive head is
+    what the fitted branches define.
+    """
+    train = cache.cohort.loc[cache.cohort["split"] == "train", "label"].to_numpy(np.float64)
+    rate = float(np.clip(train.mean(), 1e-6, 1 - 1e-6))
+    with torch.no_grad():
+        model.head.prior.fill_(float(np.log(rate / (1 - rate))))
+    return model.eval()
 
 
 def _screen_inputs(model: LateFusionModel, cache: FeatureCache, settings: TrainSettings) -> dict[str, dict]:
@@ -145,32 +185,44 @@ def _screen_inputs(model: LateFusionModel, cache: FeatureCache, settings: TrainS
     return summaries
 
 
-def _fit_head_buffers(model: LateFusionModel, cache: FeatureCache, device: str) -> tuple[dict, dict]:
-    """Centre each branch logit on its training mean, then refit the modality weights on validation.
+def _fit_head_buffers(model: LateFusionModel, cache: FeatureCache, device: str,
+                      refit_weights: bool = True) -> dict[str, dict | float]:  # fmt: skip
+    """Centre each branch logit on its training mean, then refit the modality and interaction weights on validation.
 
     Centres: each branch's mean logit over the training patients who have the modality, in eval mode. The
     centres tracked during training average training-mode logits (augmented images, batch statistics), which
     sit elsewhere: 0.5 logit apart for the image branch on a 1,000-patient demo cohort (seed 3), enough to make
     almost every image pull the risk down. Weights: see models/modality_weights.py.
-    One encoding pass serves both: neither buffer changes the encoders' outputs, nor the rest of the head
-    (prior + interaction), which is the fusion logit less its weighted centred logits.
+    One encoding pass serves both: neither buffer changes the encoders' outputs, the prior or the interaction
+    MLP's raw output. Without gradient training (every branch a jointly fitted linear one) the weights stay 1:
+    refitting them on a small validation split only added noise to a regression whose penalty inner folds chose.
     """
     head = model.head
     encoded = predict_cohort(model, cache, device=device)
     logits, present = encoded["modality_logits"], encoded["present"]
-    centers, weights = head.logit_center.cpu().numpy().copy(), head.modality_weight.cpu().numpy()
-    offset = encoded["fusion_logit"] - ((logits - centers) * present * weights).sum(axis=1)
+    centers = head.logit_center.cpu().numpy().copy()
+    with torch.no_grad():
+        interaction = head.interaction_term(torch.as_tensor(encoded["embeddings"]).to(head.prior.device),
+                                            torch.as_tensor(present).to(head.prior.device)).float().cpu().numpy()
+    prior = np.full(len(logits), float(head.prior.detach().cpu()))
     split = cache.cohort["split"].to_numpy()
     for column in range(centers.size):
         rows = (split == "train") & (present[:, column] > 0)
         if rows.any():
             centers[column] = logits[rows, column].mean()
     val = split == "val"
-    weights = fit_modality_weights(logits[val] - centers, present[val], offset[val],
-                                   cache.cohort["label"].to_numpy()[val])  # fmt: skip
+    if not refit_weights:  # one jointly fitted regression: its penalty was already chosen on inner folds
+        head.logit_center.copy_(torch.as_tensor(centers, dtype=head.logit_center.dtype))
+        return {"logit_centers": _by_modality(model, centers),
+                "modality_weights": _by_modality(model, head.modality_weight.cpu().numpy()),
+                "interaction_weight": float(head.interaction_weight)}  # fmt: skip
+    weights, interaction_weight = fit_head_weights(logits[val] - centers, present[val], interaction[val], prior[val],
+                                                   cache.cohort["label"].to_numpy()[val])  # fmt: skip
     head.logit_center.copy_(torch.as_tensor(centers, dtype=head.logit_center.dtype))
     head.modality_weight.copy_(torch.as_tensor(weights, dtype=head.modality_weight.dtype))
-    return _by_modality(model, centers), _by_modality(model, weights)
+    head.interaction_weight.fill_(interaction_weight)
+    return {"logit_centers": _by_modality(model, centers), "modality_weights": _by_modality(model, weights),
+            "interaction_weight": round(interaction_weight, 4)}  # fmt: skip
 
 
 def _by_modality(model: LateFusionModel, values: np.ndarray) -> dict[str, float]:
@@ -218,9 +270,10 @@ def _clear_previous_outputs(out: Path) -> None:
     """Retraining into a run folder must not leave an earlier model's checkpoints, metrics or heatmaps."""
     import shutil
 
-    for name in ("checkpoints", run_files.EXPLANATIONS):
+    for name in ("checkpoints", run_files.EXPLANATIONS, run_files.CROSS_VALIDATION):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in (run_files.METRICS, run_files.REPORT, run_files.CALIBRATION_PLOT):
+    for name in (run_files.METRICS, run_files.REPORT, run_files.CALIBRATION_PLOT, run_files.ROC_PR_PLOT,
+                 run_files.DECISION_CURVE_PLOT):
         (out / name).unlink(missing_ok=True)
 
 
@@ -245,11 +298,12 @@ def _resolve_accelerator(requested: str) -> str:
     return "cpu"
 
 
-def _encoder_specs(cache: FeatureCache, accelerator: str, image_encoder: str | None) -> dict[str, EncoderSpec]:
+def _encoder_specs(cache: FeatureCache, accelerator: str, image_encoder: str | None,
+                   table_architectures: dict[str, str]) -> dict[str, EncoderSpec]:  # fmt: skip
     dims = modality_dims(cache)
     specs = {}
     for name, kind in cache.modalities.items():
-        architecture = DEFAULT_ARCHITECTURES[kind][accelerator]
+        architecture = table_architectures.get(name) or DEFAULT_ARCHITECTURES[kind][accelerator]
         if kind == "dicom" and image_encoder:
             architecture = image_encoder
         specs[name] = EncoderSpec(kind=kind, architecture=architecture, embed_dim=EMBED_DIM, dims=dims[name])

@@ -9,6 +9,7 @@ Layout (see docs/architecture.md):
 
 from __future__ import annotations
 
+import copy
 import json
 from functools import cached_property
 from pathlib import Path
@@ -45,6 +46,16 @@ class FeatureCache:
     @cached_property
     def cohort(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / COHORT_FILE)
+
+    def with_splits(self, splits: np.ndarray) -> FeatureCache:
+        """The same cache seen with another split per cohort row (cross-validation folds); no file changes."""
+        if len(splits) != len(self.cohort):
+            raise ValueError(f"{len(splits)} splits for {len(self.cohort)} cohort rows")
+        view = copy.copy(self)
+        cohort = self.cohort.copy()
+        cohort["split"] = np.asarray(splits, dtype=object)
+        view.__dict__["cohort"] = cohort
+        return view
 
     @property
     def modalities(self) -> dict[str, str]:

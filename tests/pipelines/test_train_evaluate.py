@@ -12,7 +12,7 @@ import pytest
 import torch
 from clinfuse.models.baseline import XGBoostBaseline
 from clinfuse.pipelines.evaluation.clinical_figures import DEFAULT_THRESHOLDS, clinical_figures, parse_fractions
-from clinfuse.pipelines.evaluation.evaluate import DECISION_CURVE_PLOT, ROC_PR_PLOT, evaluate
+from clinfuse.pipelines.evaluation.evaluate import evaluate
 from clinfuse.pipelines.training import run_files
 from clinfuse.pipelines.training.model_io import load_model
 from clinfuse.pipelines.training.predict import predict_cohort
@@ -46,7 +46,7 @@ def test_modality_weights_are_fitted_on_validation_and_saved_with_the_model(demo
     assert set(info["branches"]) == set(fitted)  # each branch's early-stopping record
 
 
-def test_logit_centres_are_the_training_means_and_table_inputs_are_screened(demo_run: Path, demo_cache: Path) -> None:
+def test_logit_centres_are_training_means_and_small_tables_get_linear_branch(demo_run: Path, demo_cache: Path) -> None:
     info = json.loads((demo_run / run_files.RUN_INFO).read_text())
     model = load_model(demo_run)
     outputs = predict_cohort(model, FeatureCache(demo_cache), split="train")
@@ -55,9 +55,11 @@ def test_logit_centres_are_the_training_means_and_table_inputs_are_screened(demo
         mean = outputs["modality_logits"][present, column].mean()
         assert info["logit_centers"][name] == pytest.approx(mean, abs=1e-3)
         assert float(model.head.logit_center[column]) == pytest.approx(mean, abs=1e-3)
-    screening = info["input_screening"]["genomics"]
-    mask = model.branches["genomics"].encoder.feature_mask
-    assert screening["min_features"] <= screening["kept"] == int(mask.sum()) < screening["of"] == mask.numel()
+    # about 210 training patients: the genomics branch is the L2 logistic regression (models/branch_selection.py),
+    # fitted outside Lightning, so it is not screened and its coefficients are those of the joint fit
+    assert info["architectures"]["genomics"] == "linear" and "genomics" not in info["input_screening"]
+    assert info["linear_branches"]["modalities"] == ["genomics"]
+    assert model.branches["genomics"].encoder.coefficient.abs().sum() > 0
 
 
 def test_saved_model_reproduces_the_predictions(demo_run: Path, demo_cache: Path) -> None:
@@ -111,7 +113,7 @@ def test_evaluate_writes_the_clinical_decision_figures(demo_run: Path) -> None:
     assert set(curve["net_benefit"]) == {"fusion", "xgboost", "treat_all", "treat_none"}
     for group in [*result["by_missingness"].values(), *result["subgroups"].values()]:
         assert {"observed_risk", "mean_predicted_risk", "calibration_intercept", "calibration_slope"} <= set(group)
-    for name in (DECISION_CURVE_PLOT, ROC_PR_PLOT):
+    for name in (run_files.DECISION_CURVE_PLOT, run_files.ROC_PR_PLOT):
         assert (demo_run / name).read_bytes()[:4] == b"\x89PNG", name
     report = (demo_run / run_files.REPORT).read_text()
     assert "## Clinical decision figures" in report and "found on the validation split" in report
