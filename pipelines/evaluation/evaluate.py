@@ -41,6 +41,7 @@ def evaluate(
         raise ClinFuseError(f"{run} holds no predictions", "pass the --out folder of a finished `clinfuse train`")
     cross_validated = is_cross_validated(run)
     predictions = pooled_predictions(run) if cross_validated else pd.read_parquet(run / run_files.PREDICTIONS)
+    predictions = _heldout_validation(predictions)
     info = json.loads((run / run_files.RUN_INFO).read_text())
     modalities = list(info["modalities"])
     test = predictions[predictions["split"] == "test"].reset_index(drop=True)
@@ -61,7 +62,7 @@ def evaluate(
         "n_test": len(test),
         "prevalence": float(labels.mean()),
         "bootstrap_resamples": resamples,
-        "calibration": "Platt scaling fitted on the validation split",
+        "calibration": _calibration_text(run),
     }  # fmt: skip
     for name in modalities:
         scores = test[f"single_logit_{name}"].to_numpy()
@@ -88,7 +89,7 @@ def evaluate(
     result["evaluated_on"] = "pooled out-of-fold predictions" if cross_validated else "test split"
     if cross_validated:
         result["cross_validation"] = fold_summary(run)
-        result["calibration"] = "Platt scaling fitted on each fold's validation split"
+        result["calibration"] += " of each fold"
     for model in clinical_figures.PROBABILITY_COLUMNS:
         result[model] |= figures.pop(model)
     result |= figures
@@ -100,6 +101,24 @@ def evaluate(
     cv_section = report_section(result["cross_validation"]) if cross_validated else ""
     (run / run_files.REPORT).write_text(_report(result, info) + cv_section + clinical_figures.report_section(result))
     return result
+
+
+def _calibration_text(run: Path) -> str:
+    fitted_on = json.loads((run / run_files.CALIBRATION).read_text()).get("fitted_on", "val")
+    if fitted_on == "val":
+        return "Platt scaling fitted on the validation split"
+    return "Platt scaling fitted on the inner out-of-fold logits of the training and validation patients"
+
+
+def _heldout_validation(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Validation rows scored as held out: a linear fit that also used them gives their inner out-of-fold risk,
+    so thresholds chosen on validation are not chosen on fitted predictions."""
+    if "fusion_prob_heldout" not in predictions:
+        return predictions
+    predictions = predictions.copy()
+    val = predictions["split"] == "val"
+    predictions.loc[val, "fusion_prob"] = predictions.loc[val, "fusion_prob_heldout"]
+    return predictions
 
 
 def _summary(labels, logits, probabilities, raw_probabilities, resamples: int, seed: int) -> dict:

@@ -45,16 +45,27 @@ def choose_table_architectures(cache: FeatureCache, requested: str, seed: int) -
     return chosen, evidence
 
 
-def fit_linear_table_branches(model: LateFusionModel, cache: FeatureCache, seed: int) -> dict | None:
-    """Fit every linear branch jointly on the training split (models/linear_branches.py); None when none."""
+def fit_linear_table_branches(model: LateFusionModel, cache: FeatureCache, seed: int,
+                              splits: tuple[str, ...] = ("train",)) -> tuple[dict | None, np.ndarray]:  # fmt: skip
+    """Fit every linear branch jointly (models/linear_branches.py) on the patients of `splits`.
+
+    Returns the fit's summary (None without linear branches) and, per cohort row, the shift from the final
+    fit's logit to the inner out-of-fold logit (0 for rows outside `splits`).
+    """
+    shift = np.zeros(len(cache.cohort))
     names = [name for name, branch in model.branches.items() if getattr(branch.encoder, "fitted_outside", False)]
     if not names:
-        return None
-    tables = {name: split_table(cache, name, "train") for name in names}
+        return None, shift
+    parts = {name: [split_table(cache, name, split) for split in splits] for name in names}
+    tables = {name: tuple(np.concatenate(arrays) for arrays in zip(*per_split, strict=True))
+              for name, per_split in parts.items()}  # fmt: skip
     labels = next(iter(tables.values()))[2]
     fit = fit_linear_branches({n: t[0] for n, t in tables.items()}, {n: t[1] for n, t in tables.items()}, labels,
                               seed)  # fmt: skip
     for name in names:
         model.branches[name].encoder.set_coefficients(torch.as_tensor(fit.coefficients[name]),
                                                       torch.as_tensor(fit.feature_centers[name]))  # fmt: skip
-    return fit.summary()
+    split_of_row = cache.cohort["split"].to_numpy()
+    rows = np.concatenate([np.flatnonzero(split_of_row == split) for split in splits])  # split_table's order
+    shift[rows] = fit.out_of_fold_shift
+    return fit.summary() | {"fitted_on": list(splits)}, shift

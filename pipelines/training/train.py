@@ -74,22 +74,27 @@ def train(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarr
     table_architectures, table_evidence = choose_table_architectures(cache, settings.table_encoder, settings.seed)
     specs = _encoder_specs(cache, accelerator, settings.image_encoder, table_architectures)
     model = build_model(specs, EMBED_DIM)
-    linear_fit = fit_linear_table_branches(model, cache, settings.seed)
+    # Without a branch to train by gradient nothing needs a validation split to stop on: the linear fit takes
+    # training + validation patients, and calibration uses its inner out-of-fold logits.
+    gradient = any(parameter.requires_grad for parameter in model.branches.parameters())
+    fit_splits = ("train",) if gradient else ("train", "val")
+    linear_fit, heldout_shift = fit_linear_table_branches(model, cache, settings.seed, fit_splits)
     screening = _screen_inputs(model, cache, settings)
 
     out.mkdir(parents=True, exist_ok=True)
     _clear_previous_outputs(out)
-    if any(parameter.requires_grad for parameter in model.branches.parameters()):
+    if gradient:
         fitted = _fit_with_lightning(model, cache_path, out, settings, accelerator, specs, splits)
         if fitted is None:  # a non-zero rank of a multi-device run: rank 0 writes the outputs
             return out
         model, workers, training = fitted
     else:
-        model, workers, training = _fit_prior_only(model, cache), 0, {"gradient_training": False}
+        model, workers, training = _fit_prior_only(model, cache, fit_splits), 0, {"gradient_training": False}
     device = "cuda" if accelerator == "gpu" else "cpu"
-    head_fit = _fit_head_buffers(model, cache, device, refit_weights=training["gradient_training"])
+    head_fit = _fit_head_buffers(model, cache, device, refit_weights=gradient, center_splits=fit_splits)
     save_model(model, specs, EMBED_DIM, out)
-    _write_predictions(model, cache, out, settings, device=device)
+    calibration_splits = ("val",) if gradient else fit_splits
+    _write_predictions(model, cache, out, settings, device, heldout_shift, calibration_splits)
     info = {
         "cache": str(Path(cache_path).resolve()),
         "cache_fingerprints": cache.manifest["fingerprints"],
@@ -153,13 +158,13 @@ def _fit_with_lightning(model: LateFusionModel, cache_path: Path, out: Path, set
                             "epochs_run": trainer.current_epoch, "branches": branch_stopping.summary()}  # fmt: skip
 
 
-def _fit_prior_only(model: LateFusionModel, cache: FeatureCache) -> LateFusionModel:
-    """Every branch was fitted outside (linear): no gradient step is left but the prior, the training log-odds.
+def _fit_prior_only(model: LateFusionModel, cache: FeatureCache, fit_splits: tuple[str, ...]) -> LateFusionModel:
+    """Every branch was fitted outside (linear): no gradient step is left but the prior, the fitted log-odds.
 
     The interaction MLP keeps its zero initial output: with nothing trained by gradient, an additive head is
     what the fitted branches define.
     """
-    train = cache.cohort.loc[cache.cohort["split"] == "train", "label"].to_numpy(np.float64)
+    train = cache.cohort.loc[cache.cohort["split"].isin(fit_splits), "label"].to_numpy(np.float64)
     rate = float(np.clip(train.mean(), 1e-6, 1 - 1e-6))
     with torch.no_grad():
         model.head.prior.fill_(float(np.log(rate / (1 - rate))))
@@ -185,8 +190,8 @@ def _screen_inputs(model: LateFusionModel, cache: FeatureCache, settings: TrainS
     return summaries
 
 
-def _fit_head_buffers(model: LateFusionModel, cache: FeatureCache, device: str,
-                      refit_weights: bool = True) -> dict[str, dict | float]:  # fmt: skip
+def _fit_head_buffers(model: LateFusionModel, cache: FeatureCache, device: str, refit_weights: bool = True,
+                      center_splits: tuple[str, ...] = ("train",)) -> dict[str, dict | float]:  # fmt: skip
     """Centre each branch logit on its training mean, then refit the modality and interaction weights on validation.
 
     Centres: each branch's mean logit over the training patients who have the modality, in eval mode. The
@@ -207,7 +212,7 @@ def _fit_head_buffers(model: LateFusionModel, cache: FeatureCache, device: str,
     prior = np.full(len(logits), float(head.prior.detach().cpu()))
     split = cache.cohort["split"].to_numpy()
     for column in range(centers.size):
-        rows = (split == "train") & (present[:, column] > 0)
+        rows = np.isin(split, center_splits) & (present[:, column] > 0)
         if rows.any():
             centers[column] = logits[rows, column].mean()
     val = split == "val"
@@ -229,7 +234,14 @@ def _by_modality(model: LateFusionModel, values: np.ndarray) -> dict[str, float]
     return {name: round(float(v), 4) for name, v in zip(model.modalities, values, strict=True)}
 
 
-def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSettings, device: str) -> None:
+def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSettings, device: str,
+                       heldout_shift: np.ndarray, calibration_splits: tuple[str, ...]) -> None:  # fmt: skip
+    """predictions.parquet, calibration.json, the XGBoost baseline and the explanation background.
+
+    The fusion is calibrated on `calibration_splits` with each patient's held-out logit: the logit itself for
+    patients the model was not fitted on, the inner out-of-fold logit for those a linear fit saw
+    (`heldout_shift`). The held-out logit is also written, for choosing operating thresholds honestly.
+    """
     from clinfuse.models.baseline import XGBoostBaseline
     from clinfuse.pipelines.training.baseline_features import BaselineFeatures
 
@@ -238,7 +250,9 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
     split = cohort["split"].to_numpy()
     labels = cohort["label"].to_numpy()
     val = split == "val"
-    fusion_calibrator = PlattCalibrator.fit(outputs["fusion_logit"][val], labels[val])
+    heldout = outputs["fusion_logit"] + heldout_shift
+    calibrate = np.isin(split, calibration_splits)
+    fusion_calibrator = PlattCalibrator.fit(heldout[calibrate], labels[calibrate])
 
     features, names = BaselineFeatures(cache)(outputs["embeddings"])
     train_rows = split == "train"
@@ -252,6 +266,8 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
     table["fusion_logit"] = outputs["fusion_logit"]
     table["fusion_prob_raw"] = 1.0 / (1.0 + np.exp(-outputs["fusion_logit"]))
     table["fusion_prob"] = fusion_calibrator.probability(outputs["fusion_logit"])
+    table["fusion_logit_heldout"] = heldout
+    table["fusion_prob_heldout"] = fusion_calibrator.probability(heldout)
     table["xgboost_logit"] = xgb_logit
     table["xgboost_prob_raw"] = 1.0 / (1.0 + np.exp(-xgb_logit))
     table["xgboost_prob"] = xgb_calibrator.probability(xgb_logit)
@@ -260,9 +276,10 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
         table[f"single_logit_{name}"] = outputs["single_logit"][:, column]
     table.to_parquet(out / run_files.PREDICTIONS, index=False)
     save_backgrounds(fit_backgrounds(cache, settings.seed), out / run_files.EXPLAIN_BACKGROUND)
-    interval = BootstrapInterval.fit(outputs["fusion_logit"][val], labels[val], seed=settings.seed)
+    interval = BootstrapInterval.fit(heldout[calibrate], labels[calibrate], seed=settings.seed)
+    fitted_on = "val" if calibration_splits == ("val",) else "+".join(calibration_splits) + " (inner out-of-fold)"
     calibration = {"fusion": fusion_calibrator.to_json(), "xgboost": xgb_calibrator.to_json(),
-                   "fusion_interval": interval.to_json(), "fitted_on": "val", "method": "platt"}  # fmt: skip
+                   "fusion_interval": interval.to_json(), "fitted_on": fitted_on, "method": "platt"}  # fmt: skip
     (out / run_files.CALIBRATION).write_text(json.dumps(calibration, indent=1))
 
 

@@ -68,6 +68,13 @@ def test_small_real_cohort_is_cross_validated_and_matches_a_logistic_regression(
     assert sorted(oof["patient"]) == sorted(cohort["patient"])  # every patient once, by a model that never saw it
     info = json.loads((run / "run.json").read_text())
     assert info["cross_validation"]["folds"] == 5 and set(info["split_sizes"]) == {"train", "val"}  # the refit
+    # every branch linear: no Lightning, the regression fitted on train + validation, calibrated out of fold
+    assert info["gradient_training"] is False and info["linear_branches"]["fitted_on"] == ["train", "val"]
+    assert "out-of-fold" in json.loads((run / "calibration.json").read_text())["fitted_on"]
+    fold = pd.read_parquet(run / "cv" / "repeat0_fold0" / "predictions.parquet")
+    seen = fold["split"] != "test"
+    assert not np.allclose(fold.loc[seen, "fusion_logit_heldout"], fold.loc[seen, "fusion_logit"])
+    np.testing.assert_allclose(fold.loc[~seen, "fusion_logit_heldout"], fold.loc[~seen, "fusion_logit"])
 
     metrics_ = evaluate(run, resamples=200)
     assert metrics_["evaluated_on"] == "pooled out-of-fold predictions" and metrics_["n_test"] == len(cohort)
