@@ -1,4 +1,9 @@
-"""HAIM-style XGBoost baseline on concatenated per-modality features; saved as XGBoost JSON, never pickle."""
+"""HAIM-style XGBoost baseline on concatenated per-modality features; saved as XGBoost JSON, never pickle.
+
+Its settings used to be fixed (600 trees at most, depth 3, column subsampling 0.3, early stopping on the
+validation split); on a 9,105-patient real cohort that reached 0.785 AUROC where a plainly configured XGBoost
+reached 0.804 (issue #16). They are now chosen on inner folds like a tree branch's.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,28 @@ from pathlib import Path
 
 import numpy as np
 import xgboost as xgb
+from clinfuse.models.tree_branches import THREADS, search_tree_settings
 
 
 class XGBoostBaseline:
-    """Gradient-boosted trees with early stopping on the validation split. Missing modalities are NaN."""
+    """Gradient-boosted trees whose depth and number of trees are chosen on inner folds of the training split
+    (models/tree_branches.py: the same search as a tree branch), not fixed. Missing modalities are NaN."""
 
-    def __init__(self, feature_names: list[str], seed: int = 0, n_jobs: int | None = None) -> None:
+    def __init__(self, feature_names: list[str], seed: int = 0) -> None:
         self.feature_names = feature_names
-        self.model = xgb.XGBClassifier(
-            n_estimators=600, learning_rate=0.03, max_depth=3, subsample=0.8, colsample_bytree=0.3,
-            min_child_weight=2.0, reg_lambda=2.0, eval_metric="auc", early_stopping_rounds=50,
-            tree_method="hist", random_state=seed, n_jobs=n_jobs,
-        )  # fmt: skip
+        self.seed = seed
+        self.settings: dict = {}
 
-    def fit(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> XGBoostBaseline:
-        self.model.fit(x_train, y_train, eval_set=[(x_val, y_val)], verbose=False)
+    def fit(self, x_train: np.ndarray, y_train: np.ndarray) -> XGBoostBaseline:
+        params, rounds, loss = search_tree_settings(x_train, np.asarray(y_train).astype(int), self.seed)
+        self.model = xgb.XGBClassifier(
+            n_estimators=rounds, learning_rate=params["eta"], max_depth=params["max_depth"],
+            subsample=params["subsample"], colsample_bytree=params["colsample_bytree"], tree_method="hist",
+            random_state=self.seed, n_jobs=THREADS,
+        )  # fmt: skip
+        self.model.fit(x_train, y_train, verbose=False)
+        self.settings = {"max_depth": params["max_depth"], "rounds": rounds, "learning_rate": params["eta"],
+                         "inner_cv_log_loss": round(loss, 4)}  # fmt: skip
         return self
 
     def logit(self, x: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from clinfuse.models.encoders.ehr import EhrEncoder
 from clinfuse.models.encoders.image import MonaiDenseNet, SmallCNN
 from clinfuse.models.encoders.linear_table import LinearTableEncoder
 from clinfuse.models.encoders.table import TableMLP
+from clinfuse.models.encoders.tree_table import TreeTableEncoder
 from torch import nn
 
 
@@ -39,7 +40,7 @@ def _image(spec: EncoderSpec) -> nn.Module:
     raise ValueError(f"unknown image encoder '{spec.architecture}'")
 
 
-TABLE_ARCHITECTURES = ("linear", "mlp", "snn")
+TABLE_ARCHITECTURES = ("linear", "xgboost", "mlp", "snn")
 
 
 def _table(spec: EncoderSpec) -> nn.Module:
@@ -47,6 +48,8 @@ def _table(spec: EncoderSpec) -> nn.Module:
         raise ValueError(f"unknown table encoder '{spec.architecture}'")
     if spec.architecture == "linear":
         return LinearTableEncoder(spec.dims["features"], spec.embed_dim)
+    if spec.architecture == "xgboost":
+        return TreeTableEncoder(spec.dims["features"], spec.embed_dim)
     return TableMLP(spec.dims["features"], spec.embed_dim, self_normalising=spec.architecture == "snn")
 
 

@@ -1,13 +1,18 @@
-"""Table branches before gradient training: pick each table modality's architecture, fit the linear ones."""
+"""Table branches before gradient training: pick each table modality's architecture, fit the linear and tree ones."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from clinfuse.models.branch_selection import choose_table_branch
+from clinfuse.models.encoders.linear_table import LinearTableEncoder
 from clinfuse.models.encoders.registry import TABLE_ARCHITECTURES
+from clinfuse.models.encoders.tree_table import TreeTableEncoder
 from clinfuse.models.fusion import LateFusionModel
 from clinfuse.models.linear_branches import fit_linear_branches
+from clinfuse.models.tree_branches import fit_tree_branch
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
 
@@ -45,27 +50,48 @@ def choose_table_architectures(cache: FeatureCache, requested: str, seed: int) -
     return chosen, evidence
 
 
-def fit_linear_table_branches(model: LateFusionModel, cache: FeatureCache, seed: int,
-                              splits: tuple[str, ...] = ("train",)) -> tuple[dict | None, np.ndarray]:  # fmt: skip
-    """Fit every linear branch jointly (models/linear_branches.py) on the patients of `splits`.
+@dataclass(frozen=True)
+class OutsideFit:
+    """Branches fitted before gradient training: their summaries, and per cohort row (N, M) the shift from each
+    branch's fitted logit to its inner out-of-fold logit (0 outside the fitted splits and for other branches).
 
-    Returns the fit's summary (None without linear branches) and, per cohort row, the shift from the final
-    fit's logit to the inner out-of-fold logit (0 for rows outside `splits`).
-    """
-    shift = np.zeros(len(cache.cohort))
-    names = [name for name, branch in model.branches.items() if getattr(branch.encoder, "fitted_outside", False)]
-    if not names:
-        return None, shift
-    parts = {name: [split_table(cache, name, split) for split in splits] for name in names}
-    tables = {name: tuple(np.concatenate(arrays) for arrays in zip(*per_split, strict=True))
-              for name, per_split in parts.items()}  # fmt: skip
-    labels = next(iter(tables.values()))[2]
-    fit = fit_linear_branches({n: t[0] for n, t in tables.items()}, {n: t[1] for n, t in tables.items()}, labels,
-                              seed)  # fmt: skip
-    for name in names:
-        model.branches[name].encoder.set_coefficients(torch.as_tensor(fit.coefficients[name]),
-                                                      torch.as_tensor(fit.feature_centers[name]))  # fmt: skip
+    The linear branches are one regression, so their joint shift sits in the first linear branch's column and
+    they share one stacking weight (`linear_group`)."""
+
+    summary: dict
+    shift: np.ndarray
+    linear_group: list[str]
+
+
+def fit_outside_branches(model: LateFusionModel, cache: FeatureCache, seed: int,
+                         splits: tuple[str, ...] = ("train",)) -> OutsideFit:  # fmt: skip
+    """Fit the linear branches jointly (models/linear_branches.py) and each tree branch on its own
+    (models/tree_branches.py), on the patients of `splits`."""
+    shift = np.zeros((len(cache.cohort), len(model.modalities)))
     split_of_row = cache.cohort["split"].to_numpy()
     rows = np.concatenate([np.flatnonzero(split_of_row == split) for split in splits])  # split_table's order
-    shift[rows] = fit.out_of_fold_shift
-    return fit.summary() | {"fitted_on": list(splits)}, shift
+    linear = [n for n, b in model.branches.items() if isinstance(b.encoder, LinearTableEncoder)]
+    trees = [n for n, b in model.branches.items() if isinstance(b.encoder, TreeTableEncoder)]
+    tables = {name: _stacked_splits(cache, name, splits) for name in linear + trees}
+    summary: dict = {}
+    if linear:
+        labels = tables[linear[0]][2]
+        fit = fit_linear_branches({n: tables[n][0] for n in linear}, {n: tables[n][1] for n in linear}, labels,
+                                  seed)  # fmt: skip
+        for name in linear:
+            model.branches[name].encoder.set_coefficients(torch.as_tensor(fit.coefficients[name]),
+                                                          torch.as_tensor(fit.feature_centers[name]))  # fmt: skip
+        shift[rows, model.modalities.index(linear[0])] = fit.out_of_fold_shift
+        summary["linear"] = fit.summary() | {"fitted_on": list(splits)}
+    for name in trees:
+        features, present, labels = tables[name]
+        fit = fit_tree_branch(features[present], labels[present], seed)
+        model.branches[name].encoder.set_booster(fit.booster)
+        shift[rows[present], model.modalities.index(name)] = fit.out_of_fold_shift
+        summary[name] = fit.summary() | {"fitted_on": list(splits)}
+    return OutsideFit(summary, shift, linear)
+
+
+def _stacked_splits(cache: FeatureCache, name: str, splits: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    parts = [split_table(cache, name, split) for split in splits]
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))

@@ -23,13 +23,13 @@ from clinfuse.models.encoders.registry import DEFAULT_ARCHITECTURES
 from clinfuse.models.feature_screening import screen_features
 from clinfuse.models.fusion import LateFusionModel
 from clinfuse.models.lightning import LateFusionModule
-from clinfuse.models.modality_weights import fit_head_weights
+from clinfuse.models.modality_weights import fit_head_weights, fit_modality_weights
 from clinfuse.pipelines.data import CacheDataModule, default_num_workers, modality_dims
 from clinfuse.pipelines.training import run_files
 from clinfuse.pipelines.training.explain_background import fit_backgrounds, save_backgrounds
 from clinfuse.pipelines.training.model_io import build_model, save_model
 from clinfuse.pipelines.training.predict import predict_cohort
-from clinfuse.pipelines.training.table_branches import choose_table_architectures, fit_linear_table_branches
+from clinfuse.pipelines.training.table_branches import OutsideFit, choose_table_architectures, fit_outside_branches
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -78,7 +78,7 @@ def train(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarr
     # training + validation patients, and calibration uses its inner out-of-fold logits.
     gradient = any(parameter.requires_grad for parameter in model.branches.parameters())
     fit_splits = ("train",) if gradient else ("train", "val")
-    linear_fit, heldout_shift = fit_linear_table_branches(model, cache, settings.seed, fit_splits)
+    outside = fit_outside_branches(model, cache, settings.seed, fit_splits)
     screening = _screen_inputs(model, cache, settings)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -91,10 +91,11 @@ def train(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarr
     else:
         model, workers, training = _fit_prior_only(model, cache, fit_splits), 0, {"gradient_training": False}
     device = "cuda" if accelerator == "gpu" else "cpu"
-    head_fit = _fit_head_buffers(model, cache, device, refit_weights=gradient, center_splits=fit_splits)
+    head_fit = _fit_head_buffers(model, cache, device, outside, gradient, fit_splits)
     save_model(model, specs, EMBED_DIM, out)
     calibration_splits = ("val",) if gradient else fit_splits
-    _write_predictions(model, cache, out, settings, device, heldout_shift, calibration_splits)
+    heldout_shift = outside.shift @ model.head.modality_weight.cpu().numpy()
+    baseline_settings = _write_predictions(model, cache, out, settings, device, heldout_shift, calibration_splits)
     info = {
         "cache": str(Path(cache_path).resolve()),
         "cache_fingerprints": cache.manifest["fingerprints"],
@@ -104,7 +105,9 @@ def train(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarr
         **training,
         "architectures": {name: spec.architecture for name, spec in specs.items()},
         "table_branch_selection": table_evidence,
-        "linear_branches": linear_fit,
+        "linear_branches": outside.summary.get("linear"),
+        "tree_branches": {name: fit for name, fit in outside.summary.items() if name != "linear"},
+        "xgboost_baseline": baseline_settings,
         **head_fit,
         "input_screening": screening,
         "split_sizes": cache.cohort["split"].value_counts().to_dict(),
@@ -190,44 +193,61 @@ def _screen_inputs(model: LateFusionModel, cache: FeatureCache, settings: TrainS
     return summaries
 
 
-def _fit_head_buffers(model: LateFusionModel, cache: FeatureCache, device: str, refit_weights: bool = True,
-                      center_splits: tuple[str, ...] = ("train",)) -> dict[str, dict | float]:  # fmt: skip
-    """Centre each branch logit on its training mean, then refit the modality and interaction weights on validation.
+def _fit_head_buffers(model: LateFusionModel, cache: FeatureCache, device: str, outside: OutsideFit,
+                      gradient: bool, fit_splits: tuple[str, ...]) -> dict[str, dict | float]:  # fmt: skip
+    """Centre each branch logit on its fitted patients' mean, then fit the modality (and interaction) weights.
 
-    Centres: each branch's mean logit over the training patients who have the modality, in eval mode. The
-    centres tracked during training average training-mode logits (augmented images, batch statistics), which
-    sit elsewhere: 0.5 logit apart for the image branch on a 1,000-patient demo cohort (seed 3), enough to make
-    almost every image pull the risk down. Weights: see models/modality_weights.py.
-    One encoding pass serves both: neither buffer changes the encoders' outputs, the prior or the interaction
-    MLP's raw output. Without gradient training (every branch a jointly fitted linear one) the weights stay 1:
-    refitting them on a small validation split only added noise to a regression whose penalty inner folds chose.
+    Centres: each branch's mean logit over the patients it was fitted on who have the modality, in eval mode.
+    The centres tracked during training average training-mode logits (augmented images, batch statistics),
+    which sit elsewhere: 0.5 logit apart for the image branch on a 1,000-patient demo cohort (seed 3), enough
+    to make almost every image pull the risk down. Weights (models/modality_weights.py):
+    - after gradient training, on the validation split, with the interaction MLP's weight;
+    - without it, when trees are among the branches, on the fitted patients' inner out-of-fold logits (stacked
+      generalisation without spending a validation split), the linear branches sharing one weight;
+    - with only linear branches, 1: they are one regression whose penalty inner folds chose.
+    One encoding pass serves all: no buffer changes the encoders' outputs, the prior or the interaction's.
     """
     head = model.head
     encoded = predict_cohort(model, cache, device=device)
     logits, present = encoded["modality_logits"], encoded["present"]
     centers = head.logit_center.cpu().numpy().copy()
-    with torch.no_grad():
-        interaction = head.interaction_term(torch.as_tensor(encoded["embeddings"]).to(head.prior.device),
-                                            torch.as_tensor(present).to(head.prior.device)).float().cpu().numpy()
-    prior = np.full(len(logits), float(head.prior.detach().cpu()))
     split = cache.cohort["split"].to_numpy()
+    labels = cache.cohort["label"].to_numpy()
     for column in range(centers.size):
-        rows = np.isin(split, center_splits) & (present[:, column] > 0)
+        rows = np.isin(split, fit_splits) & (present[:, column] > 0)
         if rows.any():
             centers[column] = logits[rows, column].mean()
-    val = split == "val"
-    if not refit_weights:  # one jointly fitted regression: its penalty was already chosen on inner folds
-        head.logit_center.copy_(torch.as_tensor(centers, dtype=head.logit_center.dtype))
-        return {"logit_centers": _by_modality(model, centers),
-                "modality_weights": _by_modality(model, head.modality_weight.cpu().numpy()),
-                "interaction_weight": float(head.interaction_weight)}  # fmt: skip
-    weights, interaction_weight = fit_head_weights(logits[val] - centers, present[val], interaction[val], prior[val],
-                                                   cache.cohort["label"].to_numpy()[val])  # fmt: skip
     head.logit_center.copy_(torch.as_tensor(centers, dtype=head.logit_center.dtype))
+    prior = np.full(len(logits), float(head.prior.detach().cpu()))
+    weights, interaction_weight = head.modality_weight.cpu().numpy(), float(head.interaction_weight)
+    if gradient:
+        with torch.no_grad():
+            interaction = head.interaction_term(torch.as_tensor(encoded["embeddings"]).to(head.prior.device),
+                                                torch.as_tensor(present).to(head.prior.device)).float().cpu().numpy()
+        val = split == "val"
+        weights, interaction_weight = fit_head_weights(logits[val] - centers, present[val], interaction[val],
+                                                       prior[val], labels[val])  # fmt: skip
+    elif len(outside.linear_group) < len(model.modalities):
+        weights = _stacking_weights(model, logits - centers + outside.shift, present, prior, labels,
+                                    np.isin(split, fit_splits), outside.linear_group)  # fmt: skip
     head.modality_weight.copy_(torch.as_tensor(weights, dtype=head.modality_weight.dtype))
     head.interaction_weight.fill_(interaction_weight)
     return {"logit_centers": _by_modality(model, centers), "modality_weights": _by_modality(model, weights),
             "interaction_weight": round(interaction_weight, 4)}  # fmt: skip
+
+
+def _stacking_weights(model: LateFusionModel, held_out: np.ndarray, present: np.ndarray, prior: np.ndarray,
+                      labels: np.ndarray, rows: np.ndarray, linear_group: list[str]) -> np.ndarray:  # fmt: skip
+    """Modality weights from out-of-fold centred logits (N, M); the linear branches are one column."""
+    columns = [[model.modalities.index(n) for n in linear_group]] if linear_group else []
+    columns += [[i] for i, n in enumerate(model.modalities) if n not in linear_group]
+    z = np.column_stack([(held_out[:, c] * present[:, c]).sum(axis=1) for c in columns])
+    has = np.column_stack([present[:, c].max(axis=1) for c in columns])
+    fitted = fit_modality_weights(z[rows], has[rows], prior[rows], labels[rows])
+    weights = np.ones(len(model.modalities))
+    for column, weight in zip(columns, fitted, strict=True):
+        weights[column] = weight
+    return weights
 
 
 def _by_modality(model: LateFusionModel, values: np.ndarray) -> dict[str, float]:
@@ -235,8 +255,9 @@ def _by_modality(model: LateFusionModel, values: np.ndarray) -> dict[str, float]
 
 
 def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSettings, device: str,
-                       heldout_shift: np.ndarray, calibration_splits: tuple[str, ...]) -> None:  # fmt: skip
-    """predictions.parquet, calibration.json, the XGBoost baseline and the explanation background.
+                       heldout_shift: np.ndarray, calibration_splits: tuple[str, ...]) -> dict:  # fmt: skip
+    """predictions.parquet, calibration.json, the XGBoost baseline and the explanation background; returns the
+    baseline's inner-CV settings.
 
     The fusion is calibrated on `calibration_splits` with each patient's held-out logit: the logit itself for
     patients the model was not fitted on, the inner out-of-fold logit for those a linear fit saw
@@ -256,8 +277,7 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
 
     features, names = BaselineFeatures(cache)(outputs["embeddings"])
     train_rows = split == "train"
-    baseline = XGBoostBaseline(names, seed=settings.seed).fit(features[train_rows], labels[train_rows],
-                                                              features[val], labels[val])  # fmt: skip
+    baseline = XGBoostBaseline(names, seed=settings.seed).fit(features[train_rows], labels[train_rows])
     baseline.save(out / run_files.XGBOOST_MODEL)
     xgb_logit = baseline.logit(features)
     xgb_calibrator = PlattCalibrator.fit(xgb_logit[val], labels[val])
@@ -281,6 +301,7 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
     calibration = {"fusion": fusion_calibrator.to_json(), "xgboost": xgb_calibrator.to_json(),
                    "fusion_interval": interval.to_json(), "fitted_on": fitted_on, "method": "platt"}  # fmt: skip
     (out / run_files.CALIBRATION).write_text(json.dumps(calibration, indent=1))
+    return baseline.settings
 
 
 def _clear_previous_outputs(out: Path) -> None:
