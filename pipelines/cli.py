@@ -92,7 +92,7 @@ def train_command(
         str | None, typer.Option("--image-encoder", help="small_cnn, densenet121 or densenet121_3d")
     ] = None,
     table_encoder: Annotated[
-        str, typer.Option("--table-encoder", help="auto (chosen per table modality), linear, mlp or snn")
+        str, typer.Option("--table-encoder", help="auto (chosen per table modality), linear, xgboost, mlp or snn")
     ] = "auto",
     num_workers: Annotated[int | None, typer.Option("--num-workers", help="loader workers (default: sized)")] = None,
     mlflow_uri: Annotated[str | None, typer.Option("--mlflow-uri", help="also log to this MLflow tracking URI")] = None,
