@@ -59,13 +59,14 @@ class BootstrapInterval:
     def fit(cls, logits: np.ndarray, labels: np.ndarray, resamples: int = 200, seed: int = 0) -> BootstrapInterval:
         logits, labels = np.asarray(logits, float), np.asarray(labels, float)
         rng = np.random.default_rng(seed)
-        calibrators = []
-        while len(calibrators) < resamples:
+        counts = []
+        while len(counts) < resamples:
             sample = rng.integers(0, len(logits), len(logits))
             if labels[sample].min() == labels[sample].max():
                 continue  # a resample with one label cannot be calibrated on
-            calibrators.append(PlattCalibrator.fit(logits[sample], labels[sample]))
-        return cls(tuple(calibrators))
+            counts.append(np.bincount(sample, minlength=len(logits)))
+        slopes, intercepts = fit_platt_weighted(logits, labels, np.array(counts, dtype=float))
+        return cls(tuple(PlattCalibrator(float(a), float(b)) for a, b in zip(slopes, intercepts, strict=True)))
 
     def bounds(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper risk for each logit."""
@@ -79,3 +80,27 @@ class BootstrapInterval:
     @classmethod
     def from_json(cls, data: dict) -> BootstrapInterval:
         return cls(tuple(PlattCalibrator.from_json(c) for c in data["calibrators"]), data["level"])
+
+
+def fit_platt_weighted(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+                       iterations: int = 100) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Platt scaling for B weightings (B, N) of the same patients at once (bootstrap resamples as counts).
+
+    Newton-Raphson on all B two-parameter likelihoods together, kept in PlattCalibrator.fit's bounds: one
+    scipy minimisation per resample cost 30 ms, and the interval's 200 of them three quarters of a fold's time
+    on a 139-patient cohort.
+    """
+    slope, intercept = np.ones(len(weights)), np.zeros(len(weights))
+    for _ in range(iterations):
+        z = slope[:, None] * logits + intercept[:, None]
+        p = 1.0 / (1.0 + np.exp(-z))
+        residual, curvature = weights * (p - labels), weights * p * (1.0 - p) + 1e-12
+        g1, g2 = (residual * logits).sum(axis=1), residual.sum(axis=1)
+        h11, h12, h22 = (curvature * logits**2).sum(axis=1), (curvature * logits).sum(axis=1), curvature.sum(axis=1)
+        determinant = np.maximum(h11 * h22 - h12**2, 1e-12)
+        step_slope, step_intercept = (h22 * g1 - h12 * g2) / determinant, (h11 * g2 - h12 * g1) / determinant
+        slope = np.clip(slope - step_slope, 1e-3, 100.0)
+        intercept = np.clip(intercept - step_intercept, -20.0, 20.0)
+        if max(np.abs(step_slope).max(), np.abs(step_intercept).max()) < 1e-9:
+            break
+    return slope, intercept

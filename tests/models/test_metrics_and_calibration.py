@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from clinfuse.models import metrics
-from clinfuse.models.calibration import PlattCalibrator
+from clinfuse.models.calibration import PlattCalibrator, fit_platt_weighted
 
 
 def test_platt_scaling_recovers_a_known_miscalibration() -> None:
@@ -52,3 +53,16 @@ def test_ece_noise_reference_separates_calibrated_from_miscalibrated_predictions
     overconfident = np.clip(probabilities + 0.3 * np.sign(probabilities - 0.5), 0.01, 0.99)
     wrong = metrics.ece_if_perfectly_calibrated(calibrated_labels, overconfident, resamples=400)
     assert wrong["p_value"] < 0.01
+
+
+def test_batched_platt_fits_equal_one_fit_per_resample() -> None:
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=150) * 2
+    labels = (rng.random(150) < 1 / (1 + np.exp(-(0.6 * logits - 0.4)))).astype(float)
+    samples = [rng.integers(0, 150, 150) for _ in range(5)]
+    counts = np.array([np.bincount(s, minlength=150) for s in samples], dtype=float)
+    slopes, intercepts = fit_platt_weighted(logits, labels, counts)
+    for sample, slope, intercept in zip(samples, slopes, intercepts, strict=True):
+        single = PlattCalibrator.fit(logits[sample], labels[sample])
+        assert slope == pytest.approx(single.slope, abs=1e-3)
+        assert intercept == pytest.approx(single.intercept, abs=1e-3)
