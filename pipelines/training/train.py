@@ -53,7 +53,7 @@ class TrainSettings:
     screening_fdr: float | None = 0.1  # table inputs kept by Benjamini-Hochberg on the training split; None: all
     screening_min_features: int = 10
     image_encoder: str | None = None  # default: densenet121 on GPU, small_cnn on CPU
-    table_encoder: str = "auto"  # linear, mlp, snn; auto: chosen per table modality (models/branch_selection.py)
+    table_encoder: str = "auto"  # linear, xgboost, mlp, snn; auto: chosen per table modality (branch_selection.py)
     num_workers: int | None = None
     mlflow_tracking_uri: str | None = None
 

@@ -27,7 +27,8 @@ def ingest_table(modality: TableModality, cohort: Cohort, out: Path, context: In
     if context.alignment is not None:
         alignment = TableAlignment.from_json(context.alignment)
     else:
-        train_ids = [pid for pid in present if pid in cohort.ids_in("train")]
+        training = set(cohort.ids_in("train"))  # once: rebuilt per patient it cost 20 s on 9,105 patients
+        train_ids = [pid for pid in present if pid in training]
         alignment = TableAlignment.fit(usable.loc[train_ids])
     values, alignment_counts = alignment.transform(usable.loc[present])
 
