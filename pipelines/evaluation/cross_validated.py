@@ -53,7 +53,8 @@ def report_section(cv: dict) -> str:
         "",
         "The figures above are pooled out-of-fold predictions of the first repeat: every patient scored once, by "
         "the fold model that did not see them. The deployable model was refitted on all patients with the same "
-        "settings.",
+        "settings. In this report 'test split' means these pooled out-of-fold predictions, and 'validation split' "
+        "the fold models' own validation patients, pooled the same way.",
         "",
         "| per fold (mean +- sd) | fusion | XGBoost |",
         "|---|---|---|",
