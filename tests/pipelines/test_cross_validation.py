@@ -88,7 +88,8 @@ def test_small_real_cohort_is_cross_validated_and_matches_a_logistic_regression(
     labels = cohort["label"].to_numpy()
     baseline = np.zeros(len(labels))
     for _, _, splits in fold_splits(labels, folds=5, repeats=1, seed=0):
-        model = LogisticRegressionCV(Cs=13, cv=5, scoring="neg_log_loss", max_iter=5000)
+        model = LogisticRegressionCV(Cs=13, l1_ratios=(0.0,), cv=5, scoring="neg_log_loss", max_iter=5000,
+                                     use_legacy_attributes=False)
         baseline[splits == "test"] = model.fit(x[splits != "test"], labels[splits != "test"]).decision_function(
             x[splits == "test"])  # fmt: skip
     by_patient = oof.set_index("patient").loc[cohort["patient"], "fusion_logit"].to_numpy()
