@@ -108,6 +108,7 @@ def train_command(
 
     Cohorts under 1,000 patients are cross-validated (5 folds) unless --split is given."""
     from clinfuse.pipelines.training.cross_validation import SMALL_COHORT, train_cv
+    from clinfuse.pipelines.training.table_branches import check_table_encoder
     from clinfuse.pipelines.training.train import TrainSettings, train
     from clinfuse.platform.cache import FeatureCache
 
@@ -120,6 +121,7 @@ def train_command(
     )  # fmt: skip
     if cv is not None and split:
         raise ClinFuseError("--cv and --split ask for two different evaluations", "give one of them")
+    check_table_encoder(table_encoder)  # before a cross-validation is announced or any fold trained
     patients = len(FeatureCache(cache).cohort)
     if cv is None and not split and patients < SMALL_COHORT:
         cv = 5

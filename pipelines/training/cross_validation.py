@@ -65,11 +65,12 @@ def refit_splits(labels: np.ndarray, seed: int) -> np.ndarray:
 def train_cv(cache_path: Path, out: Path, settings: TrainSettings, folds: int = 5, repeats: int = 1) -> Path:
     """Train every fold, write the pooled out-of-fold predictions, then refit the deployable model into `out`."""
     labels = FeatureCache(cache_path).cohort["label"].to_numpy()
+    planned = fold_splits(labels, folds, repeats, settings.seed)  # before any training: too many folds fail at once
     # The refit first: training into `out` removes an earlier run's cv/, so no old fold can be pooled.
     refit = train(cache_path, out, settings, splits=refit_splits(labels, settings.seed))
     cv_dir = out / CV_DIR
     oof, validation, records = [], [], []
-    for repeat, fold, splits in fold_splits(labels, folds, repeats, settings.seed):
+    for repeat, fold, splits in planned:
         fold_run = cv_dir / f"repeat{repeat}_fold{fold}"
         train(cache_path, fold_run, settings, splits=splits)
         shutil.rmtree(fold_run / "checkpoints", ignore_errors=True)  # the weights are in model.safetensors

@@ -31,11 +31,15 @@ def split_table(cache: FeatureCache, name: str, split: str) -> tuple[np.ndarray,
     return features, present, cohort["label"].to_numpy()[rows]
 
 
-def choose_table_architectures(cache: FeatureCache, requested: str, seed: int) -> tuple[dict[str, str], dict]:
-    """Architecture per table modality: `requested`, or with "auto" the rule of models/branch_selection.py."""
+def check_table_encoder(requested: str) -> None:
     if requested not in (AUTO, *TABLE_ARCHITECTURES):
         raise ClinFuseError(f"unknown table encoder '{requested}'",
                             f"use --table-encoder with one of {', '.join((AUTO, *TABLE_ARCHITECTURES))}")  # fmt: skip
+
+
+def choose_table_architectures(cache: FeatureCache, requested: str, seed: int) -> tuple[dict[str, str], dict]:
+    """Architecture per table modality: `requested`, or with "auto" the rule of models/branch_selection.py."""
+    check_table_encoder(requested)
     chosen, evidence = {}, {}
     for name, kind in cache.modalities.items():
         if kind != "table":

@@ -97,7 +97,11 @@ def test_small_real_cohort_is_cross_validated_and_matches_a_logistic_regression(
     assert fusion_auroc >= baseline_auroc - 0.02, (fusion_auroc, baseline_auroc)
 
 
-def test_cv_and_split_together_is_one_clear_error(nki_cache: Path, clinfuse_exe: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("options", [["--cv", "3", "--split"], ["--cv", "50"], ["--table-encoder", "forest"]])
+def test_bad_training_options_are_one_clear_error_before_anything_is_trained(
+    options: list[str], nki_cache: Path, clinfuse_exe: Path, tmp_path: Path
+) -> None:
     result = subprocess.run([str(clinfuse_exe), "train", "--cache", str(nki_cache), "--out", str(tmp_path / "r"),
-                             "--cv", "3", "--split"], capture_output=True, text=True, timeout=120)  # fmt: skip
+                             *options], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists() and "cross-validation (x" not in result.stdout
