@@ -35,7 +35,6 @@ class LinearBranchFit:
 
     coefficients: dict[str, np.ndarray]
     feature_centers: dict[str, np.ndarray]
-    intercept: float
     inverse_penalty: float
     inner_cv_log_loss: float
     out_of_fold_shift: np.ndarray  # per fitted patient: inner out-of-fold logit less the final fit's logit
@@ -78,5 +77,5 @@ def fit_linear_branches(features: dict[str, np.ndarray], present: dict[str, np.n
         has = present[name]
         centers[name] = block[has].mean(axis=0) if has.any() else np.zeros(width)
         start += width
-    return LinearBranchFit(coefficients, centers, float(model.intercept_[0]), float(search.best_params_["C"]),
+    return LinearBranchFit(coefficients, centers, float(search.best_params_["C"]),
                            float(-search.best_score_), out_of_fold - model.decision_function(x))  # fmt: skip
