@@ -1,0 +1,95 @@
+"""Shared checks of the robustness suite: run the CLI as a user would, and compare folders before and after.
+
+Every probe ends in one of two ways a user can act on: exit 0 (with a report), or exit 2 with exactly one
+`error:` line on stderr. A traceback, any other exit code, or a changed earlier output fails the probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_main(args: list[str]) -> Outcome:
+    """`clinfuse ARGS` in this process (fast enough for property-based fuzzing); any escaped exception is a
+    traceback the user would have seen, so it propagates and fails the test."""
+    from clinfuse.pipelines.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["clinfuse", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        sys.argv = argv
+    return Outcome(code, out.getvalue(), err.getvalue())
+
+
+def run_cli(args: list[str], timeout: float = 600, **kwargs) -> Outcome:
+    """`clinfuse ARGS` as its own process (the installed console script), as an operator runs it."""
+    exe = Path(sys.executable).parent / "clinfuse"
+    done = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+    return Outcome(done.returncode, done.stdout, done.stderr)
+
+
+def assert_user_error(outcome: Outcome, *fragments: str) -> str:
+    """Exit 2 and exactly one `error:` line naming the problem (each fragment, case-insensitive); returns it."""
+    lines = [line for line in outcome.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in outcome.stderr, outcome.stderr
+    assert outcome.code == 2, f"exit {outcome.code}; stderr:\n{outcome.stderr}"
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, f"expected one error line, got:\n{outcome.stderr}"
+    for fragment in fragments:
+        assert fragment.lower() in errors[0].lower(), f"{fragment!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+def assert_ok_or_user_error(outcome: Outcome) -> None:
+    """The fuzzing contract: exit 0, or one `error:` line with exit 2; never a traceback."""
+    assert "Traceback" not in outcome.stderr, outcome.stderr
+    if outcome.code != 0:
+        assert_user_error(outcome)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (hidden ones too) by relative path -> sha256; {} when it does not exist."""
+    if not folder.exists():
+        return {}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+class Probe:
+    """The checks above, handed to tests as the session fixture `probe` (test modules cannot import conftest)."""
+
+    run_main = staticmethod(run_main)
+    run_cli = staticmethod(run_cli)
+    assert_user_error = staticmethod(assert_user_error)
+    assert_ok_or_user_error = staticmethod(assert_ok_or_user_error)
+    snapshot = staticmethod(snapshot)
+
+
+@pytest.fixture(scope="session")
+def probe() -> type[Probe]:
+    return Probe
