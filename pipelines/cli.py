@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -229,8 +230,14 @@ def score_command(
                f"wrote {out}")  # fmt: skip
 
 
+# Caches, runs, bundles and scores hold patient data: nothing the command writes is readable by other users.
+# The group keeps read access so that services of one deployment (run as one group) can share the volumes.
+OUTPUT_UMASK = 0o027
+
+
 def main() -> None:
     """Entry point: user mistakes become one `error:` line on stderr and exit code 2, never a traceback."""
+    os.umask(OUTPUT_UMASK)
     try:
         code = app(standalone_mode=False)
     except ClinFuseError as exc:
