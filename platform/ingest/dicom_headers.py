@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pydicom
+from clinfuse.platform.config import DicomModality
 from clinfuse.platform.errors import ClinFuseError
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
@@ -26,6 +27,7 @@ _DATE_TIME_PAIRS = (
     ("StudyDate", "StudyTime"),
 )
 _NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+DEFAULT_MAX_DECODED_MIB: float = DicomModality.model_fields["max_decoded_mib"].default
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,17 @@ def list_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def read_header(path: Path, root: Path, patient_from_manifest: str | None) -> ImageHeader | FileIssue:
-    """Classify one file: an image header to consider, or an issue that explains why not."""
+def read_header(
+    path: Path, root: Path, patient_from_manifest: str | None, max_decoded_mib: float = DEFAULT_MAX_DECODED_MIB
+) -> ImageHeader | FileIssue:
+    """Classify one file: an image header to consider, or an issue that explains why not.
+
+    An image whose header claims more than `max_decoded_mib` decoded is failed here, before pass 2 decodes
+    anything: a few bytes of RLE can claim gigabytes of pixels.
+    """
     relative = str(path.relative_to(root))
+    if not path.resolve().is_relative_to(root.resolve()):  # never read what a symlink leads to outside the folder
+        return FileIssue(relative, "skipped", "symlink to a file outside the imaging folder")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -71,6 +81,17 @@ def read_header(path: Path, root: Path, patient_from_manifest: str | None) -> Im
         if truncated or is_image_class:
             return FileIssue(relative, "failed", "truncated file: pixel data missing or incomplete", owner)
         return FileIssue(relative, "skipped", f"not an image: {_sop_class_name(ds)}")
+    claimed = _claimed_size(ds)
+    if claimed is None:
+        return FileIssue(relative, "failed", "image header lacks valid Rows, Columns or BitsAllocated", owner)
+    if claimed.decoded_bytes > max_decoded_mib * 2**20:
+        return FileIssue(
+            relative,
+            "failed",
+            f"header claims {claimed} = {claimed.decoded_bytes / 2**20:,.0f} MiB decoded, "
+            f"over the limit (max_decoded_mib: {max_decoded_mib:g})",
+            owner,
+        )
     if truncated or not _native_length_ok(ds):
         return FileIssue(relative, "failed", "truncated file: pixel data shorter than Rows x Columns", owner)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
@@ -108,14 +129,48 @@ def select_images(
 
 
 def read_manifest(manifest: Path, root: Path) -> dict[Path, str]:
-    """Manifest CSV (patient_id, path): paths relative to the manifest's folder map to patient ids."""
-    table = pd.read_csv(manifest, dtype=str)
+    """Manifest CSV (patient_id, path): paths relative to the manifest's folder map to patient ids.
+
+    Every path must lead (after symlinks) to a file inside the imaging folder `root`; the keys are those files
+    under `root`. A row outside it is a mistake in the manifest, not a damaged image, so the whole manifest is
+    refused with one error before any file is opened: counting it per row would let a wrong base folder (every
+    row outside) pass as an ingest without images, and would honour the rest of a hostile manifest.
+    """
+    try:
+        table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ClinFuseError(
+            f"manifest {manifest.name} is not a readable CSV ({type(exc).__name__})",
+            "write it as UTF-8 CSV with a header row patient_id,path",
+        ) from None
     missing = {"patient_id", "path"} - set(table.columns)
     if missing:
         raise ClinFuseError(f"manifest {manifest.name} lacks column(s) {sorted(missing)}", "use patient_id, path")
-    return {
-        (manifest.parent / p).resolve(): pid.strip() for pid, p in zip(table["patient_id"], table["path"], strict=True)
-    }
+    inside = root.resolve()
+    files: dict[Path, str] = {}
+    empty, outside = [], []
+    for line, (pid, listed) in enumerate(zip(table["patient_id"], table["path"], strict=True), start=2):
+        if not pid.strip() or not listed.strip():
+            empty.append(line)
+            continue
+        target = (manifest.parent / listed.strip()).resolve()
+        if not target.is_relative_to(inside):
+            outside.append((line, listed))
+            continue
+        files[root / target.relative_to(inside)] = pid.strip()
+    if empty:
+        raise ClinFuseError(
+            f"manifest {manifest.name} has {len(empty)} row(s) with an empty patient_id or path (line {empty[0]})",
+            "fill or drop those rows",
+        )
+    if outside:
+        line, listed = outside[0]
+        raise ClinFuseError(
+            f"manifest {manifest.name} has {len(outside)} path(s) outside the imaging folder {root} "
+            f"(line {line}: {listed[:80]!r})",
+            "list only files inside that folder, as paths relative to the manifest's folder (symlinks included)",
+        )
+    return files
 
 
 def _acquisition_time(ds: pydicom.Dataset) -> datetime | None:
@@ -138,6 +193,42 @@ def _parse(date: str, time: str) -> datetime | None:
         return datetime.strptime(date.strip() + digits, "%Y%m%d%H%M%S")
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class _ClaimedSize:
+    """The decoded size an image header claims: what decoding it would allocate."""
+
+    rows: int
+    columns: int
+    frames: int
+    samples: int
+    bytes_per_sample: int
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.rows * self.columns * self.frames * self.samples * self.bytes_per_sample
+
+    def __str__(self) -> str:
+        return (
+            f"{self.rows} x {self.columns} pixels x {self.frames} frame(s) x {self.samples} sample(s) "
+            f"x {self.bytes_per_sample} byte(s)"
+        )
+
+
+def _claimed_size(ds: pydicom.Dataset) -> _ClaimedSize | None:
+    """Read from the header alone; None when a dimension is missing, malformed or not positive."""
+    try:
+        size = _ClaimedSize(
+            rows=int(ds.Rows),
+            columns=int(ds.Columns),
+            frames=int(ds.get("NumberOfFrames", 1) or 1),
+            samples=int(ds.get("SamplesPerPixel", 1) or 1),
+            bytes_per_sample=max(1, -(-int(ds.BitsAllocated) // 8)),
+        )
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return size if min(size.rows, size.columns, size.frames, size.samples, int(ds.BitsAllocated)) > 0 else None
 
 
 def _native_length_ok(ds: pydicom.Dataset) -> bool:

@@ -40,7 +40,7 @@ def ingest_dicom(modality: DicomModality, cohort: Cohort, out: Path, context: In
     headers: list[ImageHeader] = []
     issues: list[FileIssue] = []
     for path in tqdm(files, desc=f"{modality.name}: headers", unit="file", disable=not context.progress):
-        result = read_header(path, root, manifest.get(path.resolve()) if manifest is not None else None)
+        result = read_header(path, root, manifest.get(path) if manifest is not None else None, modality.max_decoded_mib)
         (headers if isinstance(result, ImageHeader) else issues).append(result)
     if manifest is not None:
         missing = [p for p in manifest if not p.exists()]
