@@ -65,6 +65,12 @@ class DicomModality(_Modality):
     window: tuple[float, float] | None = Field(
         None, description="(center, width) in modality units; default: the header's first window"
     )
+    max_decoded_mib: float = Field(
+        512,
+        gt=0,
+        description="largest decoded object accepted (Rows x Columns x frames x samples x bytes, from the header); "
+        "a file claiming more fails with the reason before any pixel is decoded",
+    )
 
     @model_validator(mode="after")
     def _manifest_when_linked_by_manifest(self) -> DicomModality:
