@@ -467,6 +467,8 @@ def _refused(command, param, value: str) -> str | None:
     Values holding a shell or Kubernetes variable are taken as given."""
     if "$" in value:
         return None
+    if getattr(getattr(param, "type", None), "exists", False):
+        return None  # a path inside the container (a mounted secret), absent here
     try:
         param.process_value(command.context_class(command, info_name=command.name), value)
     except Exception as exc:  # click's BadParameter, or typer's own conversion error

@@ -198,7 +198,8 @@ def test_tracking_uri_points_at_the_mlflow_service(compose: dict, deploy) -> Non
 
 def test_dask_addresses_point_at_the_scheduler(compose: dict, deploy) -> None:
     scheduler = _command(deploy, _service(compose, "dask-scheduler"))
-    address = f"tcp://dask-scheduler:{_option(scheduler, '--port')}"
+    assert _option(scheduler, "--protocol") == "tls", "Dask unpickles what it is sent: mutual TLS only"
+    address = f"tls://dask-scheduler:{_option(scheduler, '--port')}"
     worker = _command(deploy, _service(compose, "dask-worker"))
     assert worker[:3] == ["dask", "worker", address]
     assert _option(_command(deploy, _service(compose, "score")), "--scheduler") == address
@@ -256,8 +257,17 @@ def test_jobs_run_only_when_asked(compose: dict) -> None:
     for name in (*JOBS, "cli"):
         assert _service(compose, name).get("profiles"), f"`up` would start the one-off {name}"
         assert "restart" not in _service(compose, name)
+    # one-off preparations that services wait for (service_completed_successfully) run once per `up`
+    preparations = {
+        target
+        for service in compose["services"].values()
+        for target, rule in (service.get("depends_on") or {}).items()
+        if isinstance(rule, dict) and rule.get("condition") == "service_completed_successfully"
+    }
     for name, service in compose["services"].items():
-        if not service.get("profiles"):
+        if name in preparations:
+            assert service.get("restart", "no") == "no", f"{name} would run again after it finished"
+        elif not service.get("profiles"):
             assert service.get("restart") == "unless-stopped", f"{name}: long-running services restart"
 
 

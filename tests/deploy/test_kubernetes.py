@@ -246,8 +246,8 @@ def test_services_select_a_workload_and_its_ports(manifests, deploy) -> None:
             assert port["port"] == ports[port["targetPort"]], f"Service {service.name}: keep the port numbers equal"
 
 
-def test_network_policies_select_existing_pods(manifests) -> None:
-    labels = [m.doc["spec"]["template"]["metadata"]["labels"] for m in manifests if m.kind == "Deployment"]
+def test_network_policies_select_existing_pods(manifests, deploy) -> None:
+    labels = [deploy.pod_template(m.doc)["metadata"]["labels"] for m in manifests if deploy.pod_template(m.doc)]
     policies = [m for m in manifests if m.kind == "NetworkPolicy"]
     assert any(p.doc["spec"]["podSelector"] == {} and not p.doc["spec"].get("ingress") for p in policies), (
         "no default-deny ingress policy"
@@ -293,7 +293,8 @@ def test_scoring_runs_on_the_dask_scheduler(manifests, deploy) -> None:
     port = _option(_argv(_container(deploy, scheduler, "scheduler")), "--port")
     service = _find(manifests, "Service", "clinfuse-dask-scheduler")
     assert int(port) in {p["port"] for p in service["spec"]["ports"]}
-    address = f"tcp://{service['metadata']['name']}:{port}"
+    assert _option(_argv(_container(deploy, scheduler, "scheduler")), "--protocol") == "tls"
+    address = f"tls://{service['metadata']['name']}:{port}"
     assert _option(score, "--scheduler") == address
     worker = _argv(_container(deploy, _find(manifests, "Deployment", "clinfuse-dask-worker"), "worker"))
     assert worker[:3] == ["dask", "worker", address]
@@ -395,7 +396,7 @@ def test_secrets_are_placeholders_that_cannot_be_used(manifests) -> None:
     from clinfuse.platform.security.pseudonym import MIN_KEY_CHARS
 
     secrets = [m for m in manifests if m.kind == "Secret"]
-    assert {s.name for s in secrets} == {"clinfuse-pseudonym-key", "clinfuse-dashboard-users"}
+    assert {s.name for s in secrets} == {"clinfuse-pseudonym-key", "clinfuse-dashboard-users", "clinfuse-dask-tls"}
     for secret in secrets:
         assert "data" not in secret.doc, "placeholders go in stringData"
         for key, value in secret.doc["stringData"].items():

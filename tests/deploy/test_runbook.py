@@ -12,7 +12,12 @@ import pytest
 
 SECTIONS = ("Build", "Configure", "Run", "Upgrade a model by alias", "Roll back", "Where things live", "Backup")
 # Files the runbook tells the operator to create (git-ignored, so they never exist in a checkout).
-OPERATOR_FILES = {"deploy/.env", "deploy/secrets/pseudonym.key"}
+OPERATOR_FILES = {
+    "deploy/.env",
+    "deploy/secrets/pseudonym.key",
+    "deploy/secrets/dask-ca.pem",
+    "deploy/secrets/dask-tls.pem",
+}
 COMPOSE_VALUE_OPTIONS = {"-f", "--file", "-p", "--project-name", "--profile", "--env-file", "-e", "--env", "-v",
                          "--volume", "-u", "--user", "-w", "--workdir", "--name", "--entrypoint", "--scale",
                          "--publish", "--index", "-n", "--tail"}  # fmt: skip
