@@ -36,6 +36,7 @@ def ingest_table(modality: TableModality, cohort: Cohort, out: Path, context: In
     features = pd.DataFrame(values, columns=alignment.features)
     features.insert(0, "patient", [context.pseudonymise(pid) for pid in present])
     features.to_parquet(out / FEATURES_FILE, index=False)
-    (out / ALIGNMENT_FILE).write_text(json.dumps(alignment.to_json()))
+    # allow_nan=False: an `Infinity` or `NaN` here would only fail later, in train or score
+    (out / ALIGNMENT_FILE).write_text(json.dumps(alignment.to_json(), allow_nan=False))
     report = {"patients_present": len(present), "cleaning": cleaning, "alignment": alignment_counts}
     return ModalityOutput(present_ids=present, report=report, alignment=alignment.to_json())

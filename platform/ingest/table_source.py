@@ -6,26 +6,41 @@ naming the column, an example and the option that would fix it instead.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from clinfuse.platform.config import TableModality
 from clinfuse.platform.errors import ClinFuseError
 
+# Features are stored as float32: a value beyond its range would become inf in the cache, so it counts as
+# non-finite (an export or unit error) just as inf does.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# z-scores are clipped here (counted): a value 10,000 standard deviations from the training mean is a data error,
+# and a tiny training std must not turn a scoring value into inf.
+Z_LIMIT = 1e4
 
-def read_table(modality: TableModality) -> tuple[pd.DataFrame, dict[str, int]]:
+
+def read_table(modality: TableModality) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Numeric patient x feature frame (index: patient id as str) and the counts of what was fixed."""
-    raw = _read_any(modality.path, modality.patient_id)
     where = f"table modality '{modality.name}' ({modality.path.name})"
-    counts = {"rows_read": len(raw)}
+    raw = read_source_table(modality.path, modality.patient_id, where)
+    counts: dict[str, Any] = {"rows_read": len(raw)}
     if modality.patient_id not in raw.columns:
         raise ClinFuseError(
             f"{where}: patient id column '{modality.patient_id}' not found",
             f"set patient_id to one of {list(raw.columns[:5])}",
         )
-    raw[modality.patient_id] = raw[modality.patient_id].astype("string").str.strip()
+    if raw.empty:
+        raise ClinFuseError(f"{where}: the table has no data rows", "export it again with one row per patient")
+    ids = raw[modality.patient_id].astype("string").str.strip()
+    no_id = ids.isna() | ids.eq("")
+    counts["rows_without_patient_id"] = int(no_id.sum())  # cannot belong to any patient: dropped, counted
+    raw = raw[~no_id.to_numpy()].assign(**{modality.patient_id: ids[~no_id]})
     if modality.layout == "long":
         frame = _pivot_long(raw, modality, where, counts)
     else:
@@ -39,16 +54,57 @@ def read_table(modality: TableModality) -> tuple[pd.DataFrame, dict[str, int]]:
     return _drop_empty_columns(frame, modality, where, counts), counts
 
 
-def _read_any(path: Path, id_column: str) -> pd.DataFrame:
+def read_source_table(path: Path, id_column: str, where: str) -> pd.DataFrame:
+    """Read a CSV/TSV (optionally gzipped) or Parquet table; unreadable files become one error naming the fix.
+
+    Patient ids are read as the exact text of the cell: '00123' must not become 123, and ids such as 'NA',
+    'NULL', 'None' or 'nan' are ids, not missing values (pandas' NA parsing stays on for the other columns).
+    """
     name = path.name.lower()
-    if name.endswith(".parquet"):
-        return pd.read_parquet(path)
-    sep = "\t" if any(name.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".tab")) else ","
-    # ids as text, as the cohort table reads them: '00123' must not become 123
-    return pd.read_csv(path, sep=sep, low_memory=False, dtype={id_column: str})
+    try:
+        if name.endswith(".parquet"):
+            frame = pd.read_parquet(path)
+            _check_unique_header(list(frame.columns), where)
+        else:
+            sep = "\t" if any(name.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".tab")) else ","
+            with warnings.catch_warnings():
+                # index_col=False: rows longer than the header must not silently turn into an index; pandas then
+                # warns that it drops the extra fields, which is an error here
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, sep=sep, low_memory=False, converters={id_column: str}, index_col=False)
+            # pandas renames a repeated column 'x' to 'x.1': the header as written shows the repeat
+            header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+            _check_unique_header(header.iloc[0].tolist(), where)
+    except pd.errors.EmptyDataError:
+        raise ClinFuseError(
+            f"{where}: the file is empty (no header row)", "export it again with a header row and one row per patient"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ClinFuseError(
+            f"{where}: the file is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            "save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`",
+        ) from None
+    except pd.errors.ParserWarning:
+        raise ClinFuseError(
+            f"{where}: rows have more fields than the header", "check the delimiter and remove trailing separators"
+        ) from None
+    except pd.errors.ParserError as exc:
+        raise ClinFuseError(
+            f"{where}: not a well-formed table: {str(exc).strip().splitlines()[-1]}",
+            "check the delimiter (comma for .csv, tab for .tsv) and that every row has the header's columns",
+        ) from None
+    except (pa.ArrowException, OSError) as exc:
+        raise ClinFuseError(f"{where}: not a readable Parquet file ({exc})", "export it again") from None
+    return frame
 
 
-def _pivot_long(raw: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, int]) -> pd.DataFrame:
+def _check_unique_header(names: list[str], where: str) -> None:
+    duplicated = sorted({str(name) for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ClinFuseError(f"{where}: duplicated column name(s) {duplicated[:5]}", "rename or drop them")
+
+
+def _pivot_long(raw: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, Any]) -> pd.DataFrame:
     needed = {modality.feature_column, modality.value_column} - set(raw.columns)
     if needed:
         raise ClinFuseError(f"{where}: long layout needs column(s) {sorted(needed)}", "set feature_column/value_column")
@@ -60,9 +116,11 @@ def _pivot_long(raw: pd.DataFrame, modality: TableModality, where: str, counts: 
             f"{where}: {duplicated} duplicated (patient, feature) entries",
             "set on_duplicate_patient: mean or first to resolve them (counted in the report)",
         )
-    values = pd.to_numeric(raw[modality.value_column], errors="coerce")
+    values = pd.to_numeric(raw[modality.value_column], errors="coerce").astype("float64")
     _count_non_numeric(raw[modality.value_column], values, modality, where, counts, modality.value_column)
-    raw = raw.assign(**{modality.value_column: values})
+    non_finite = _non_finite(values)
+    _count_non_finite(raw.loc[non_finite, modality.feature_column].astype(str).value_counts(), counts)
+    raw = raw.assign(**{modality.value_column: values.mask(non_finite)})
     aggregate = "first" if modality.on_duplicate_patient == "first" else "mean"
     table = raw.pivot_table(
         index=modality.patient_id, columns=modality.feature_column, values=modality.value_column, aggfunc=aggregate
@@ -74,7 +132,7 @@ def _pivot_long(raw: pd.DataFrame, modality: TableModality, where: str, counts: 
     return table.reindex(index=patients, columns=features)
 
 
-def _deduplicate(frame: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, int]) -> pd.DataFrame:
+def _deduplicate(frame: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, Any]) -> pd.DataFrame:
     duplicated = int(frame.index.duplicated().sum())
     counts["duplicate_patient_rows"] = duplicated
     if not duplicated:
@@ -91,18 +149,33 @@ def _deduplicate(frame: pd.DataFrame, modality: TableModality, where: str, count
     return numeric.groupby(level=0, sort=False).mean()
 
 
-def _to_numeric(frame: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, int]) -> pd.DataFrame:
+def _to_numeric(frame: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, Any]) -> pd.DataFrame:
+    """Float64 columns; text per on_non_numeric, and non-finite values (inf, or beyond float32) become missing
+    and are counted per feature: they would otherwise reach the z-scores and the model."""
     counts.setdefault("non_numeric_cells", 0)
     converted = {}
     for column in frame.columns:
-        values = pd.to_numeric(frame[column], errors="coerce")
+        values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         _count_non_numeric(frame[column], values, modality, where, counts, str(column))
-        converted[str(column)] = values.astype("float64")
+        non_finite = _non_finite(values)
+        _count_non_finite(pd.Series({str(column): int(non_finite.sum())}), counts)
+        converted[str(column)] = values.mask(non_finite)
     return pd.DataFrame(converted, index=frame.index)
 
 
+def _non_finite(values: pd.Series) -> pd.Series:
+    return values.notna() & ~(values.abs() <= FLOAT32_MAX)
+
+
+def _count_non_finite(by_feature: pd.Series, counts: dict[str, Any]) -> None:
+    counts["non_finite_cells"] = counts.get("non_finite_cells", 0) + int(by_feature.sum())
+    per_feature = counts.setdefault("non_finite_cells_by_feature", {})
+    for feature, n in by_feature[by_feature > 0].items():
+        per_feature[feature] = per_feature.get(feature, 0) + int(n)
+
+
 def _count_non_numeric(
-    before: pd.Series, after: pd.Series, modality: TableModality, where: str, counts: dict[str, int], column: str
+    before: pd.Series, after: pd.Series, modality: TableModality, where: str, counts: dict[str, Any], column: str
 ) -> None:
     bad = before.notna() & after.isna()
     n_bad = int(bad.sum())
@@ -117,7 +190,7 @@ def _count_non_numeric(
 
 
 def _drop_empty_columns(
-    frame: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, int]
+    frame: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, Any]
 ) -> pd.DataFrame:
     empty = [c for c in frame.columns if frame[c].isna().all()]
     counts["all_nan_columns"] = len(empty)
@@ -157,14 +230,17 @@ class TableAlignment:
         imputed_cells = int(aligned.isna().to_numpy().sum())
         median = pd.Series(self.median, index=self.features)
         aligned = aligned.fillna(median)
-        normalised = (aligned - np.array(self.mean)) / np.array(self.std)
+        with np.errstate(over="ignore"):  # an overflow is caught by the clip below, as any other huge z-score
+            normalised = ((aligned - np.array(self.mean)) / np.array(self.std)).to_numpy(dtype=np.float64)
+        clipped = int((np.abs(normalised) > Z_LIMIT).sum())
         counts = {
             "panel_features": len(self.features),
             "missing_features_imputed": len(missing),
             "extra_features_ignored": len(extra),
             "imputed_cells": imputed_cells,
+            "z_scores_clipped": clipped,
         }
-        return normalised.to_numpy(dtype=np.float32), counts
+        return np.clip(normalised, -Z_LIMIT, Z_LIMIT).astype(np.float32), counts
 
     def to_json(self) -> dict:
         return {"features": self.features, "median": self.median, "mean": self.mean, "std": self.std}

@@ -64,7 +64,10 @@ def test_wide_table_reads_as_numeric_patient_by_feature_frame(tmp_path: Path, su
     assert frame.index.name == "patient_id"
     assert all(isinstance(pid, str) for pid in frame.index)
     assert (frame.dtypes == "float64").all()
-    assert counts == {"rows_read": 4, "duplicate_patient_rows": 0, "non_numeric_cells": 0, "all_nan_columns": 0}
+    assert counts == {
+        "rows_read": 4, "rows_without_patient_id": 0, "duplicate_patient_rows": 0, "non_numeric_cells": 0,
+        "non_finite_cells": 0, "non_finite_cells_by_feature": {}, "all_nan_columns": 0,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("wide_suffix", [".csv", ".parquet"])
@@ -253,7 +256,10 @@ def test_column_left_empty_by_coercion_counts_as_all_nan(tmp_path: Path) -> None
     path = _csv(tmp_path, "patient_id,GENE_A,NOTE\nP1,1,see chart\nP2,2,pending\n")
     frame, counts = _read(path, on_non_numeric="coerce")
     assert list(frame.columns) == ["GENE_A"]
-    assert counts == {"rows_read": 2, "duplicate_patient_rows": 0, "non_numeric_cells": 2, "all_nan_columns": 1}
+    assert counts == {
+        "rows_read": 2, "rows_without_patient_id": 0, "duplicate_patient_rows": 0, "non_numeric_cells": 2,
+        "non_finite_cells": 0, "non_finite_cells_by_feature": {}, "all_nan_columns": 1,
+    }  # fmt: skip
     with pytest.raises(ClinFuseError, match="'NOTE'"):
         _read(path, on_non_numeric="coerce", on_all_nan_column="error")
 
@@ -348,6 +354,7 @@ def test_normalised_training_features_have_zero_mean_and_unit_std() -> None:
         "missing_features_imputed": 0,
         "extra_features_ignored": 0,
         "imputed_cells": int(train.isna().sum().sum()),
+        "z_scores_clipped": 0,
     }
     assert counts["imputed_cells"] == 8
 
@@ -372,6 +379,7 @@ def test_transform_at_scoring_imputes_missing_features_and_ignores_extra_ones() 
         "missing_features_imputed": 1,
         "extra_features_ignored": 1,
         "imputed_cells": 3 + 2,  # the whole 'b' column plus one cell each in 'a' and 'c'
+        "z_scores_clipped": 0,
     }
     assert values.shape == (3, 3)  # panel order a, b, c; 'extra' dropped
     mean, std, median = np.array(alignment.mean), np.array(alignment.std), np.array(alignment.median)
