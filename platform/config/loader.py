@@ -20,12 +20,18 @@ def load_cohort_config(path: str | Path, check_files: bool = True, labels_requir
     to be scored need not have an outcome column.
     """
     config_path = Path(path)
-    if not config_path.is_file():
+    if not _is_file(config_path):
         raise ClinFuseError(f"cohort config {config_path} not found", "pass --config pointing to a cohort.yaml")
     try:
-        raw = yaml.safe_load(config_path.read_text())
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ClinFuseError(f"cohort config {config_path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    except UnicodeDecodeError as exc:
+        raise ClinFuseError(
+            f"cohort config {config_path} is not UTF-8 text (byte {exc.start} cannot be decoded)", "save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ClinFuseError(f"cohort config {config_path} cannot be read: {exc.strerror}", "check it") from None
     if not isinstance(raw, dict):
         raise ClinFuseError(f"cohort config {config_path} must be a YAML mapping", "see docs/cohort-config.md")
     try:
@@ -79,16 +85,20 @@ def _resolve_paths(config: CohortConfig, base: Path) -> CohortConfig:
 
 
 def _check_files(config: CohortConfig, labels_required: bool) -> None:
-    if not config.cohort.path.is_file():
+    if not _is_file(config.cohort.path):
         raise ClinFuseError(f"cohort.path: {config.cohort.path} not found", "point it at the cohort CSV/Parquet")
     for modality in config.modalities:
-        if not modality.path.exists():
+        if not _exists(modality.path):
             raise ClinFuseError(
                 f"modalities.{modality.name}.path: {modality.path} not found",
                 "fix the path (relative paths resolve against the config's folder) or remove the modality",
             )
+        if modality.kind == "table" and not _is_file(modality.path):
+            raise ClinFuseError(
+                f"modalities.{modality.name}.path: {modality.path} is not a file", "point it at the table file"
+            )
         manifest = getattr(modality, "manifest", None)
-        if manifest is not None and not manifest.is_file():
+        if manifest is not None and not _is_file(manifest):
             raise ClinFuseError(f"modalities.{modality.name}.manifest: {manifest} not found")
     header = _read_header(config.cohort.path)
     table = config.cohort
@@ -104,12 +114,52 @@ def _check_files(config: CohortConfig, labels_required: bool) -> None:
 
 
 def _read_header(path: Path) -> list[str]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    """The cohort table's column names as written (pandas would rename a repeated 'x' to 'x.1')."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-        return list(pq.read_schema(path).names)
-    sep = "\t" if path.suffix in {".tsv", ".tab"} else ","
-    return list(pd.read_csv(path, sep=sep, nrows=0).columns)
+    try:
+        if path.suffix == ".parquet":
+            names = list(pq.read_schema(path).names)
+        else:
+            sep = "\t" if path.suffix in {".tsv", ".tab"} else ","
+            first_row = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+            names = [str(name) for name in first_row]
+    except pd.errors.EmptyDataError:
+        raise ClinFuseError(
+            f"cohort.path: {path} is empty", "export the cohort table with a header row and one row per patient"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ClinFuseError(
+            f"cohort.path: {path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            "save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`",
+        ) from None
+    except pd.errors.ParserError as exc:
+        raise ClinFuseError(
+            f"cohort.path: {path} is not a well-formed table: {str(exc).strip().splitlines()[-1]}",
+            "check the delimiter (comma for .csv, tab for .tsv)",
+        ) from None
+    except (pa.ArrowException, OSError) as exc:
+        raise ClinFuseError(f"cohort.path: {path} is not a readable Parquet file ({exc})", "export it again") from None
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ClinFuseError(f"cohort.path: {path} has duplicated column name(s) {duplicated[:5]}", "rename them")
+    return names
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, but a name the OS refuses (too long, ...) is simply not there rather than a traceback."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 from clinfuse.platform.config import CohortConfig
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.ingest.table_source import read_source_table
 from sklearn.model_selection import train_test_split
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SCORING_SPLIT = "score"  # every patient of a cohort ingested for scoring (no training, no split)
+MAX_AGE = 150
 
 
 @dataclass(frozen=True)
@@ -41,25 +43,36 @@ def load_cohort(config: CohortConfig, scoring: bool = False) -> Cohort:
     the one split `score`.
     """
     spec = config.cohort
-    raw = _read(spec.path, spec.patient_id)
-    table = pd.DataFrame({"patient_id": raw[spec.patient_id].astype(str).str.strip()})
-    if table["patient_id"].eq("").any() or raw[spec.patient_id].isna().any():
+    where = f"cohort table ({spec.path.name})"
+    raw = read_source_table(spec.path, spec.patient_id, where)
+    for field in ("patient_id", "label", "index_time", "split", "sex", "age"):
+        column = getattr(spec, field)
+        if column is not None and column not in raw.columns and not (field == "label" and scoring):
+            raise ClinFuseError(
+                f"cohort.{field}: column '{column}' is absent from {spec.path.name}",
+                f"set cohort.{field} to one of {sorted(map(str, raw.columns))[:10]}",
+            )
+    if raw.empty:
+        raise ClinFuseError(f"{where} has no patients (a header but no rows)", "add one row per patient")
+    ids = raw[spec.patient_id].astype("string").str.strip()
+    if ids.isna().any() or ids.eq("").any():
         raise ClinFuseError(f"cohort column '{spec.patient_id}' has empty patient ids", "fill or drop those rows")
+    table = pd.DataFrame({"patient_id": ids.astype(str)})
     duplicated = table["patient_id"][table["patient_id"].duplicated()].unique()
     if len(duplicated):
         raise ClinFuseError(
             f"cohort table has {len(duplicated)} duplicated patient id(s) in '{spec.patient_id}'",
             "keep one row per patient (one outcome per patient and index time)",
         )
-    if scoring:
-        table["label"] = pd.to_numeric(raw[spec.label], errors="coerce") if spec.label in raw else np.nan
+    if scoring:  # outcomes are optional when scoring: empty cells are unknown, but anything else must be 0/1
+        table["label"] = _binary_labels(raw[spec.label], spec.label, missing_ok=True) if spec.label in raw else np.nan
     else:
         table["label"] = _binary_labels(raw[spec.label], spec.label)
     table["index_time"] = _timestamps(raw[spec.index_time], spec.index_time)
     if spec.sex:
         table["sex"] = raw[spec.sex].astype(str).str.strip().str.upper().str[:1].where(raw[spec.sex].notna())
     if spec.age:
-        table["age"] = pd.to_numeric(raw[spec.age], errors="coerce")
+        table["age"] = _ages(raw[spec.age], spec.age)
     if scoring:
         table["split"] = SCORING_SPLIT
     elif spec.split:
@@ -69,24 +82,29 @@ def load_cohort(config: CohortConfig, scoring: bool = False) -> Cohort:
     return Cohort(table=table.reset_index(drop=True))
 
 
-def _read(path, id_column: str) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-        frame[id_column] = frame[id_column].astype("string")
-        return frame
-    sep = "\t" if path.suffix in {".tsv", ".tab"} else ","
-    return pd.read_csv(path, sep=sep, dtype={id_column: str})
-
-
-def _binary_labels(column: pd.Series, name: str) -> pd.Series:
+def _binary_labels(column: pd.Series, name: str, missing_ok: bool = False) -> pd.Series:
     values = pd.to_numeric(column, errors="coerce")
-    bad = column[values.isna() | ~values.isin([0, 1])]
+    bad = column[~values.isin([0, 1]) & ~(missing_ok & column.isna())]
     if len(bad):
         raise ClinFuseError(
             f"cohort label column '{name}' must hold 0/1; found {len(bad)} other value(s), e.g. {bad.iloc[0]!r}",
-            "encode the outcome as 0 (no event) and 1 (event)",
+            "encode the outcome as 0 (no event) and 1 (event)" + (" or leave it empty" if missing_ok else ""),
         )
-    return values.astype(int)
+    return values if missing_ok else values.astype(int)
+
+
+def _ages(column: pd.Series, name: str) -> pd.Series:
+    """Ages in years; empty or text cells ('unknown') are missing, but a number outside 0-150 (inf, a sentinel
+    such as -1 or 999, days instead of years) is an export error that would skew the subgroup reports."""
+    values = pd.to_numeric(column, errors="coerce").astype("float64")
+    bad = values.notna() & ~values.between(0, MAX_AGE)
+    if bad.any():
+        raise ClinFuseError(
+            f"cohort age column '{name}' has {int(bad.sum())} value(s) outside 0-{MAX_AGE} years, "
+            f"e.g. {column[bad].iloc[0]} at data row {int(np.flatnonzero(bad)[0]) + 1}",
+            "fix them in the export or leave those cells empty (missing)",
+        )
+    return values
 
 
 def _timestamps(column: pd.Series, name: str) -> pd.Series:
