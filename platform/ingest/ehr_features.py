@@ -15,6 +15,18 @@ import pandas as pd
 
 PAD, UNK = "<pad>", "<unk>"
 LAB_STATS: tuple[str, ...] = ("last", "mean", "max")
+# every column of an event: sorting on all of them leaves no tie whose order the source (or PyHealth's joins,
+# whose row order is not guaranteed) could decide
+EVENT_ORDER: tuple[str, ...] = ("patient_id", "days_before_index", "kind", "code", "value", "unit", "text")
+
+
+def canonical_events(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Events in one reproducible order (patient, most recent first, then kind, code, value, unit, text), without
+    lab values that are not finite (an 'inf' in the export would make every statistic of its lab infinite), and
+    how many such values were dropped."""
+    non_finite = events["value"].notna() & ~np.isfinite(events["value"].astype("float64"))
+    ordered = events[~non_finite].sort_values(list(EVENT_ORDER), kind="stable", na_position="last")
+    return ordered.reset_index(drop=True), int(non_finite.sum())
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 from clinfuse.platform.config import EhrModality
 from clinfuse.platform.ingest.cohort_table import Cohort
 from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
-from clinfuse.platform.ingest.ehr_features import EhrAlignment, code_texts
+from clinfuse.platform.ingest.ehr_features import EVENT_ORDER, EhrAlignment, canonical_events, code_texts
 
 ALIGNMENT_FILE = "alignment.json"
 EVENTS_FILE = "events.parquet"
@@ -21,7 +21,8 @@ ARRAY_FILES = ("codes", "code_age_days", "labs", "lab_observed")
 def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: IngestContext) -> ModalityOutput:
     from clinfuse.platform.ingest.ehr_source import load_ehr_events  # PyHealth/polars only when EHR is ingested
 
-    events, excluded = load_ehr_events(modality, cohort.index_times(), context.scratch, context.progress)
+    loaded, excluded = load_ehr_events(modality, cohort.index_times(), context.scratch, context.progress)
+    events, non_finite = canonical_events(loaded)
     present = [pid for pid in cohort.patient_ids if pid in set(events["patient_id"])]
     if context.alignment is not None:
         alignment = EhrAlignment.from_json(context.alignment)
@@ -33,18 +34,21 @@ def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: Ingest
     out.mkdir(parents=True, exist_ok=True)
     for name in ARRAY_FILES:
         np.save(out / f"{name}.npy", arrays[name])
-    (out / ALIGNMENT_FILE).write_text(json.dumps(alignment.to_json()))
+    # allow_nan=False: an `Infinity` or `NaN` here would only fail later, in train or score
+    (out / ALIGNMENT_FILE).write_text(json.dumps(alignment.to_json(), allow_nan=False))
     (out / CODE_TEXTS_FILE).write_text(json.dumps(code_texts(alignment.vocabulary, events)))
     timeline = events[events["patient_id"].isin(present)].assign(
         patient=lambda f: f["patient_id"].map(context.pseudonymise)
     )
-    timeline.drop(columns=["patient_id"]).sort_values(["patient", "days_before_index", "kind", "code"]).to_parquet(
+    order = ["patient", *EVENT_ORDER[1:]]  # by pseudonym, so the file's order says nothing about source ids
+    timeline.drop(columns=["patient_id"]).sort_values(order, kind="stable", na_position="last").to_parquet(
         out / EVENTS_FILE, index=False
     )
     report = {
         "patients_present": len(present),
         "events_before_index": int(len(events)),
         "events_at_or_after_index_excluded": excluded,
+        "lab_values_non_finite_dropped": non_finite,
         "events_by_kind": dict(Counter(events["kind"])),
         "alignment": counts,
     }
