@@ -4,14 +4,19 @@ The key comes from, in order: the CLINFUSE_PSEUDONYM_KEY environment variable (h
 32 characters), the file named by CLINFUSE_PSEUDONYM_KEY_FILE, or `$CLINFUSE_HOME/pseudonym.key`
 (default `~/.clinfuse/pseudonym.key`), which is created with mode 600 on first use. Whoever holds the key and
 the source cohort can re-identify a pseudonym by recomputing it; nothing ClinFuse writes holds the mapping.
+So a key that is short or guessable, or a key file that other users may read or anyone but its owner may write,
+is refused with the fix.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import secrets
+import stat
+from collections import Counter
 from pathlib import Path
 
 from clinfuse.platform.errors import ClinFuseError
@@ -20,7 +25,10 @@ KEY_ENV = "CLINFUSE_PSEUDONYM_KEY"
 KEY_FILE_ENV = "CLINFUSE_PSEUDONYM_KEY_FILE"
 HOME_ENV = "CLINFUSE_HOME"
 MIN_KEY_CHARS = 32
+MIN_KEY_BITS = 64  # estimated from character frequencies; see _is_guessable
 PSEUDONYM_HEX_CHARS = 16
+_UNSAFE_MODE_BITS = stat.S_IWGRP | stat.S_IRWXO  # writable by the group, or any access for others
+_REGENERATE = "e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`"
 
 
 def clinfuse_home() -> Path:
@@ -40,17 +48,49 @@ def load_pseudonym_key() -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
-    return _checked(path.read_text().strip(), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClinFuseError(f"pseudonym key file {path} cannot be read as text ({exc})", _REGENERATE) from None
+    key = _checked(text.strip(), str(path))
+    _check_private(path)
+    return key
+
+
+def _check_private(path: Path) -> None:
+    """Whoever can read the key can re-identify every pseudonym, and whoever can write it can change them all.
+
+    Group read stays allowed: Kubernetes mounts secrets as 0440 for the pod's group (fsGroup).
+    """
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & _UNSAFE_MODE_BITS:
+        raise ClinFuseError(
+            f"pseudonym key file {path} is open to other users (mode {mode:04o})", f"run `chmod 600 {path}`"
+        )
 
 
 def _checked(key: str, source: str) -> bytes:
     if len(key) < MIN_KEY_CHARS:
         raise ClinFuseError(
             f"pseudonym key from {source} is too short ({len(key)} characters)",
-            f"use at least {MIN_KEY_CHARS} random characters, "
-            "e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`",
+            f"use at least {MIN_KEY_CHARS} random characters, {_REGENERATE}",
+        )
+    if _is_guessable(key):
+        raise ClinFuseError(
+            f"pseudonym key from {source} is guessable (a repeated pattern or too few distinct characters)",
+            f"replace it with {MIN_KEY_CHARS} or more random characters, {_REGENERATE}",
         )
     return key.encode()
+
+
+def _is_guessable(key: str) -> bool:
+    """A key that repeats a shorter unit ('abab...', '0123456789abcdef' twice) or whose characters carry under
+    MIN_KEY_BITS of entropy by their observed frequencies ('aaaa...'). Random keys of 32 hex characters score
+    about 115 (under 90 in none of 200,000 tries) and generated keys, of 64, about 240: they always pass."""
+    if any(key == (key[:period] * (len(key) // period + 1))[: len(key)] for period in range(1, len(key) // 2 + 1)):
+        return True
+    frequencies = [n / len(key) for n in Counter(key).values()]
+    return -len(key) * sum(p * math.log2(p) for p in frequencies) < MIN_KEY_BITS
 
 
 class Pseudonymiser:

@@ -15,6 +15,7 @@ from clinfuse.platform.security.pseudonym import HOME_ENV, KEY_ENV, KEY_FILE_ENV
 
 KEY = b"0123456789abcdef0123456789abcdef-test-key"
 OTHER_KEY = b"fedcba9876543210fedcba9876543210-other-key"
+HEX_KEY = "9c4f1e07b2d86a35f0e7c91b4d2a68e3157fb0c9d4a2e8613b7f05c9e2d4a1f6"  # random: a weak key is refused
 IDS = ["10024395", "10025026", "P000123", "MRN-77-0042", "1"]
 PSEUDONYM = re.compile(r"^p[0-9a-f]{16}$")
 
@@ -102,7 +103,7 @@ def test_enabled_pseudonymiser_needs_a_key(key: bytes | None) -> None:
 
 
 def test_key_from_environment_variable(monkeypatch: pytest.MonkeyPatch, clean_environment: Path) -> None:
-    secret = "s" * 40
+    secret = HEX_KEY[:40]
     monkeypatch.setenv(KEY_ENV, f"  {secret}\n")
     assert load_pseudonym_key() == secret.encode()
     assert not clean_environment.exists()  # no key file is created when the key is configured
@@ -110,15 +111,15 @@ def test_key_from_environment_variable(monkeypatch: pytest.MonkeyPatch, clean_en
 
 def test_environment_key_wins_over_a_key_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     key_file = tmp_path / "file.key"
-    key_file.write_text("f" * 64)
+    key_file.write_text(HEX_KEY[::-1])
     monkeypatch.setenv(KEY_FILE_ENV, str(key_file))
-    monkeypatch.setenv(KEY_ENV, "e" * 64)
-    assert load_pseudonym_key() == b"e" * 64
+    monkeypatch.setenv(KEY_ENV, HEX_KEY)
+    assert load_pseudonym_key() == HEX_KEY.encode()
 
 
 def test_key_of_exactly_the_minimum_length_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, "k" * MIN_KEY_CHARS)
-    assert load_pseudonym_key() == b"k" * MIN_KEY_CHARS
+    monkeypatch.setenv(KEY_ENV, HEX_KEY[:MIN_KEY_CHARS])
+    assert load_pseudonym_key() == HEX_KEY[:MIN_KEY_CHARS].encode()
 
 
 def test_too_short_environment_key_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,9 +139,10 @@ def test_whitespace_does_not_count_towards_the_key_length(monkeypatch: pytest.Mo
 def test_key_from_key_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_environment: Path) -> None:
     key_file = tmp_path / "keys" / "site.key"
     key_file.parent.mkdir()
-    key_file.write_text("a1" * 32 + "\n")
+    key_file.write_text(HEX_KEY + "\n")
+    key_file.chmod(0o600)
     monkeypatch.setenv(KEY_FILE_ENV, str(key_file))
-    assert load_pseudonym_key() == ("a1" * 32).encode()
+    assert load_pseudonym_key() == HEX_KEY.encode()
     assert not (clean_environment / "pseudonym.key").exists()
 
 
@@ -192,8 +194,9 @@ def test_separate_homes_get_separate_keys(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 def test_existing_default_key_file_is_used(clean_environment: Path) -> None:
     clean_environment.mkdir()
-    (clean_environment / "pseudonym.key").write_text("b" * 48)
-    assert load_pseudonym_key() == b"b" * 48
+    (clean_environment / "pseudonym.key").write_text(HEX_KEY[:48])
+    (clean_environment / "pseudonym.key").chmod(0o600)
+    assert load_pseudonym_key() == HEX_KEY[:48].encode()
 
 
 def test_without_clinfuse_home_the_key_lives_in_the_user_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
