@@ -1,19 +1,19 @@
 """`clinfuse ingest`: cohort config in, complete feature cache out (atomically), reusing what is unchanged.
 
 A modality whose inputs, config, cohort and code are unchanged is copied from the previous cache; a changed
-one is rebuilt (DICOM images reuse decoded pixels per file digest). The new cache is assembled in a sibling
-temporary folder and swapped in only when complete, so an interrupted ingest never leaves a cache that
-looks complete.
+one is rebuilt (DICOM images reuse decoded pixels per file digest). The new cache is assembled in a staging
+folder beside `--out` (`clinfuse.platform.staging`; the ingesters' scratch space lives inside it) and swapped
+in only when complete, so an interrupted ingest never leaves a cache that looks complete, and the leftovers of
+a killed one are swept by the next. A cohort whose ids match no modality fails before anything is swapped in.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from clinfuse.platform.cache.feature_cache import (
     MODALITIES_DIR,
     REPORT_FILE,
     FeatureCache,
+    describe_file,
 )
 from clinfuse.platform.config import CohortConfig, ModalityConfig, load_cohort_config
 from clinfuse.platform.errors import ClinFuseError
@@ -36,10 +37,13 @@ from clinfuse.platform.ingest.ehr_modality import ingest_ehr
 from clinfuse.platform.ingest.fingerprint import code_version, combine, file_digest, tree_digests
 from clinfuse.platform.ingest.table_modality import ingest_table
 from clinfuse.platform.security import Pseudonymiser, load_pseudonym_key
+from clinfuse.platform.staging import LOCK_FILE, StagedFolder, sweep_leftovers
 
 Ingester = Callable[[ModalityConfig, Cohort, Path, IngestContext], ModalityOutput]
 # One ingester per modality kind; a new kind is one entry here plus its module.
 INGESTERS: dict[str, Ingester] = {"dicom": ingest_dicom, "table": ingest_table, "ehr": ingest_ehr}
+SCRATCH_DIR = ".scratch"  # inside the staging folder: swept with it, never beside --out
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,32 @@ def ingest_config(
 
     With `frozen_alignments` (scoring) the cohort needs no labels, every patient is in the split `score`,
     and each modality applies the given alignment (gene panel, vocabulary, normalisation) instead of
-    fitting one.
+    fitting one. A full disk (or quota) anywhere on the way is one error; the previous cache stays as it was.
     """
+    try:
+        return _ingest(config, out, workers, progress, frozen_alignments)
+    except Exception as exc:
+        full = _disk_full(exc)
+        if full is None:
+            raise
+        code, filename = full
+        elsewhere = filename and not Path(filename).is_relative_to(out.parent)
+        raise ClinFuseError(
+            f"the disk is full while writing the feature cache in {out.parent} ({os.strerror(code)}"
+            + (f": {filename}" if elsewhere else "")
+            + "); the previous cache is untouched",
+            "free space there (the new cache needs about as much as the previous one), or choose an --out "
+            "on a disk with room",
+        ) from None
+
+
+def _ingest(
+    config: CohortConfig,
+    out: Path,
+    workers: int | None,
+    progress: bool,
+    frozen_alignments: dict[str, dict] | None,
+) -> IngestResult:
     started = time.perf_counter()
     scoring = frozen_alignments is not None
     pseudonymise = Pseudonymiser(load_pseudonym_key() if config.pseudonymise_ids else None, config.pseudonymise_ids)
@@ -75,25 +103,24 @@ def ingest_config(
     fingerprints, input_digests = _fingerprints(config, pseudonymise, frozen_alignments)
     previous = _previous_manifest(out)
     if previous and previous["fingerprints"] == fingerprints:
+        sweep_leftovers(out)
         return IngestResult(out, rebuilt=[], reused=[m.name for m in config.modalities], up_to_date=True)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        with tempfile.TemporaryDirectory(prefix=".scratch-", dir=out.parent) as scratch:
-            report, cohort_table, rebuilt, reused = _build(
-                config, cohort, fingerprints, input_digests, previous, out, staging, Path(scratch), pseudonymise,
-                workers, progress, frozen_alignments or {},
-            )  # fmt: skip
+    folder = StagedFolder(out)  # sweeps dead writers' leftovers; removes its own folder on any exception
+    with folder as staging:
+        scratch = staging / SCRATCH_DIR
+        scratch.mkdir()
+        report, cohort_table, rebuilt, reused = _build(
+            config, cohort, fingerprints, input_digests, previous, out, staging, scratch, pseudonymise,
+            workers, progress, frozen_alignments or {},
+        )  # fmt: skip
+        shutil.rmtree(scratch)
+        report["warnings"] = _check_presence(config, cohort_table, report["modalities"], scoring)
         report["duration_s"] = round(time.perf_counter() - started, 1)
         cohort_table.to_parquet(staging / COHORT_FILE, index=False)
         (staging / REPORT_FILE).write_text(json.dumps(report, indent=1))
         _write_manifest(staging, config, fingerprints)
-        _swap_in(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        folder.commit()
     FeatureCache(out)  # verify what was written
     return IngestResult(out, rebuilt=rebuilt, reused=reused, up_to_date=False)
 
@@ -158,6 +185,67 @@ def _build(
     return _report(config, cohort_table, modality_reports, pseudonymise), cohort_table, rebuilt, reused
 
 
+def _check_presence(config: CohortConfig, cohort_table: pd.DataFrame, reports: dict, scoring: bool) -> list[str]:
+    """Fail now, not after training, when the ids of the cohort table and of the modalities do not meet.
+
+    No patient with any modality is always an error. A modality with no patient is an error for training (its
+    branch could not be fitted: `train` failed late) and a warning for scoring (a batch may lack a modality).
+    """
+    empty = {
+        m.name: _why_absent(reports[m.name]) for m in config.modalities if not cohort_table[f"present_{m.name}"].any()
+    }
+    id_column = config.cohort.patient_id
+    if len(empty) == len(config.modalities):
+        raise ClinFuseError(
+            f"no patient of the cohort table ({len(cohort_table)} patients) has data in any modality ("
+            + "; ".join(f"{name}: {why}" for name, why in empty.items())
+            + "); nothing was written",
+            f"make the patient ids in the modality files match the cohort table's '{id_column}' column "
+            "(same id column, same format)",
+        )
+    warnings = [f"modality '{name}' has no patient of the cohort table ({why})" for name, why in empty.items()]
+    if warnings and not scoring:
+        raise ClinFuseError(
+            warnings[0] + "; nothing was written",
+            f"make its patient ids match the cohort table's '{id_column}' column, or remove it from the config",
+        )
+    return warnings
+
+
+def _why_absent(report: dict) -> str:
+    """What a modality's report says about why it found none of the cohort's patients."""
+    if "cleaning" in report:  # table
+        cleaning = report["cleaning"]
+        return f"{cleaning['rows_not_in_cohort']} of {cleaning['rows_read']} rows have ids not in the cohort table"
+    if "selection" in report:  # dicom
+        selection = report["selection"]
+        return (
+            f"{report['files_seen']} files: {selection['not_in_cohort']} images of patients not in the cohort table, "
+            f"{selection['after_index_time']} taken at or after the index time, {report['failed']['count']} failed, "
+            f"{report['skipped']['count']} skipped"
+        )
+    return (  # ehr
+        f"no events of cohort patients before their index times "
+        f"({report['events_at_or_after_index_excluded']} at or after them)"
+    )
+
+
+def _disk_full(exc: BaseException) -> tuple[int, str | None] | None:
+    """(errno, file) of the ENOSPC/EDQUOT behind `exc`, else None. Libraries wrap it: as the cause, or only in
+    their message (polars, under PyHealth, raises its own errors with the OS message in the text)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in _DISK_FULL:
+            return current.errno, str(current.filename) if current.filename else None
+        for code in _DISK_FULL:
+            if os.strerror(code) in str(current):
+                return code, None
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _report(config: CohortConfig, cohort_table: pd.DataFrame, modalities: dict, pseudonymise: Pseudonymiser) -> dict:
     names = [m.name for m in config.modalities]
     patterns = cohort_table[[f"present_{n}" for n in names]].apply(
@@ -220,7 +308,11 @@ def _previous_manifest(out: Path) -> dict | None:
 
 
 def _write_manifest(staging: Path, config: CohortConfig, fingerprints: dict) -> None:
-    files = {str(p.relative_to(staging)): p.stat().st_size for p in sorted(staging.rglob("*")) if p.is_file()}
+    files = {
+        str(p.relative_to(staging)): describe_file(p)
+        for p in sorted(staging.rglob("*"))
+        if p.is_file() and p.name != LOCK_FILE
+    }
     manifest = {
         "format": CACHE_FORMAT,
         "complete": True,
@@ -231,17 +323,6 @@ def _write_manifest(staging: Path, config: CohortConfig, fingerprints: dict) -> 
         "files": files,
     }
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace `out` with `staging`: two renames, the old cache removed only after the new one is in place."""
-    retired = None
-    if out.exists():
-        retired = out.parent / f".{out.name}.retired-{uuid.uuid4().hex[:8]}"
-        out.rename(retired)
-    staging.rename(out)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def _link_or_copy(source: str, target: str) -> None:
