@@ -13,6 +13,7 @@ from clinfuse.models.explain.patient import PatientExplanation, explain_patient
 from clinfuse.models.explain.tree_shap import xgboost_modality_values
 from clinfuse.models.explain.within_modality import AttributionContext
 from clinfuse.pipelines.data import CacheDataset
+from clinfuse.pipelines.registry.model_folder import open_model
 from clinfuse.pipelines.training import run_files
 from clinfuse.pipelines.training.baseline_features import BaselineFeatures
 from clinfuse.pipelines.training.explain_background import load_backgrounds
@@ -25,20 +26,22 @@ from torch.utils.data import default_collate
 class RunExplainer:
     """Everything needed to explain patients of one model, loaded once.
 
-    `run` is a training run folder or a registered model bundle (the same file names); `cache` is the feature
-    cache holding the patients (default: the run's training cache). Heatmaps are stored under `heatmap_dir`
-    (default: RUN/explanations) when asked for.
+    `run` is a training run folder or a registered model bundle (the same file names), verified before anything
+    is loaded (`manifest_sha256` pins a bundle to its registration); `cache` is the feature cache holding the
+    patients (default: the run's training cache). Heatmaps are stored under `heatmap_dir` when asked for; by
+    default RUN/explanations for a run, nowhere for a bundle (a sealed bundle is never written to: it would fail
+    its next verification).
     """
 
-    def __init__(self, run: Path, cache: Path | None = None, top_k: int = 20, heatmap_dir: Path | None = None) -> None:
-        if not (run / run_files.MODEL_WEIGHTS).is_file():
-            raise ClinFuseError(f"{run} holds no trained model", "pass the --out folder of `clinfuse train`")
+    def __init__(self, run: Path, cache: Path | None = None, top_k: int = 20, heatmap_dir: Path | None = None,
+                 manifest_sha256: str | None = None) -> None:  # fmt: skip
+        verified = open_model(run, manifest_sha256)
         if cache is None:
             if not (run / run_files.RUN_INFO).is_file():
                 raise ClinFuseError(f"{run} names no feature cache", "pass the cache of the patients to explain")
             cache = Path(json.loads((run / run_files.RUN_INFO).read_text())["cache"])
         self.run = run
-        self.heatmap_dir = heatmap_dir or run / run_files.EXPLANATIONS
+        self.heatmap_dir = heatmap_dir or (run / run_files.EXPLANATIONS if verified.kind == "run" else None)
         self.cache = FeatureCache(cache)
         self.model = load_model(run)
         self.kinds = self.cache.modalities
@@ -93,7 +96,7 @@ class RunExplainer:
                 continue
             source = self.image_index[name][int(self.cache.rows(name)[row])]
             entry["source_geometry"] = {"rows": source["rows"], "cols": source["cols"], "size": int(heatmap.shape[-1])}
-            if store_heatmaps:
+            if store_heatmaps and self.heatmap_dir is not None:
                 entry["heatmap"] = self._store_heatmap(name, self.patients[row], heatmap)
         return explanation
 

@@ -8,6 +8,7 @@ AUROC on the patients who have the modality is reported beside it.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from clinfuse.pipelines.evaluation.cross_validated import (
     pooled_predictions,
     report_section,
 )
+from clinfuse.pipelines.registry.model_folder import EVALUATION_FILES, open_model, seal_run
 from clinfuse.pipelines.training import run_files
 from clinfuse.platform.errors import ClinFuseError
 
@@ -36,9 +38,13 @@ def evaluate(
     target_sensitivities: Sequence[float] = clinical_figures.DEFAULT_TARGET_SENSITIVITIES,
 ) -> dict:
     """Compute and write metrics.json, report.md, calibration.png, roc_pr.png and decision_curve.png into the run
-    folder; `thresholds` and `target_sensitivities` set the report's operating points."""
-    if not (run / run_files.PREDICTIONS).is_file():
-        raise ClinFuseError(f"{run} holds no predictions", "pass the --out folder of a finished `clinfuse train`")
+    folder (then resealed); `thresholds` and `target_sensitivities` set the report's operating points.
+
+    The run is verified first (an earlier evaluation's results aside: they are rewritten). The results are
+    written into a hidden staging folder, moved in by rename and listed in the run's manifest last, so a killed
+    evaluation leaves results that the next consumer refuses, never ones that look valid."""
+    if open_model(run, skip=EVALUATION_FILES).kind != "run":
+        raise ClinFuseError(f"{run} is a registered bundle, not a training run", "evaluate the run it was built from")
     cross_validated = is_cross_validated(run)
     predictions = pooled_predictions(run) if cross_validated else pd.read_parquet(run / run_files.PREDICTIONS)
     predictions = _heldout_validation(predictions)
@@ -93,13 +99,19 @@ def evaluate(
     for model in clinical_figures.PROBABILITY_COLUMNS:
         result[model] |= figures.pop(model)
     result |= figures
-    (run / run_files.METRICS).write_text(json.dumps(result, indent=1))
-    _calibration_plot(test, run / run_files.CALIBRATION_PLOT)
-    plots.roc_pr_plot(labels, {m: test[c].to_numpy() for m, c in clinical_figures.PROBABILITY_COLUMNS.items()},
-                      run / run_files.ROC_PR_PLOT)  # fmt: skip
-    plots.decision_curve_plot(result["decision_curve"], run / run_files.DECISION_CURVE_PLOT)
     cv_section = report_section(result["cross_validation"]) if cross_validated else ""
-    (run / run_files.REPORT).write_text(_report(result, info) + cv_section + clinical_figures.report_section(result))
+    with tempfile.TemporaryDirectory(prefix=".evaluate-", dir=run) as scratch:
+        staged = Path(scratch)
+        (staged / run_files.METRICS).write_text(json.dumps(result, indent=1))
+        _calibration_plot(test, staged / run_files.CALIBRATION_PLOT)
+        plots.roc_pr_plot(labels, {m: test[c].to_numpy() for m, c in clinical_figures.PROBABILITY_COLUMNS.items()},
+                          staged / run_files.ROC_PR_PLOT)  # fmt: skip
+        plots.decision_curve_plot(result["decision_curve"], staged / run_files.DECISION_CURVE_PLOT)
+        (staged / run_files.REPORT).write_text(_report(result, info) + cv_section
+                                               + clinical_figures.report_section(result))  # fmt: skip
+        for name in EVALUATION_FILES:
+            (staged / name).replace(run / name)
+    seal_run(run)
     return result
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from clinfuse.pipelines.registry.manifest import write_manifest
+from clinfuse.pipelines.registry.manifest import sha256_file, write_manifest
 from clinfuse.pipelines.registry.model_card import render_model_card
+from clinfuse.pipelines.registry.model_folder import open_model
 from clinfuse.pipelines.training import run_files
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
@@ -51,10 +52,11 @@ class Bundle:
 
 def build_bundle(run: Path, dest: Path) -> Bundle:
     """Assemble the bundle of an evaluated run into the empty folder `dest`."""
-    missing = [name for name in RUN_FILES if not (run / name).is_file()]
-    if missing:
-        fix = "run `clinfuse evaluate RUN` first" if run_files.METRICS in missing else "retrain with `clinfuse train`"
-        raise ClinFuseError(f"run {run} lacks {missing} needed to register it", fix)
+    verified = open_model(run)
+    if verified.kind != "run":
+        raise ClinFuseError(f"{run} is a registered bundle, not a training run", "register the run it was built from")
+    if not verified.evaluated:
+        raise ClinFuseError(f"run {run} has not been evaluated", f"run `clinfuse evaluate {run}` first")
     info = json.loads((run / run_files.RUN_INFO).read_text())
     cache = FeatureCache(info["cache"])
     if cache.manifest["fingerprints"] != info["cache_fingerprints"]:
@@ -65,6 +67,8 @@ def build_bundle(run: Path, dest: Path) -> Bundle:
     dest.mkdir(parents=True)
     for name in RUN_FILES:
         shutil.copy2(run / name, dest / name)
+        if sha256_file(dest / name) != verified.files[name]:
+            raise ClinFuseError(f"run {run}: {name} changed while it was being registered", "register it again")
     (dest / ALIGNMENTS_DIR).mkdir()
     modalities = {}
     for name, entry in cache.manifest["modalities"].items():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clinfuse.pipelines.registry.bundle import PROVENANCE_FILE, build_bundle
-from clinfuse.pipelines.registry.manifest import verify_bundle
+from clinfuse.pipelines.registry.model_folder import open_model
 from clinfuse.pipelines.training import run_files
 from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.security import clinfuse_home
@@ -34,6 +34,7 @@ class ResolvedModel:
     version: int
     aliases: tuple[str, ...]
     path: Path
+    manifest_sha256: str
 
 
 class ModelRegistry:
@@ -142,21 +143,41 @@ class ModelRegistry:
         if not expected:
             raise ClinFuseError(f"{name} version {version} was not registered by ClinFuse", "register it again")
         target = self.downloads / name / str(version)
-        if not target.exists():
-            self._download(entry.source, target)
-        verify_bundle(target, expected)
-        return ResolvedModel(name, version, tuple(entry.aliases), target)
+        if target.exists():
+            try:
+                return self._resolved(name, version, entry, target, expected)
+            except ClinFuseError:
+                shutil.rmtree(target, ignore_errors=True)  # a damaged local copy: fetched again from the store
+        self._download(entry.source, target, expected)
+        return self._resolved(name, version, entry, target, expected)
 
     # -- helpers -------------------------------------------------------------------------------------------
-    def _download(self, source: str, target: Path) -> None:
+    @staticmethod
+    def _resolved(name: str, version: int, entry, target: Path, expected: str) -> ResolvedModel:
+        verified = open_model(target, expected)
+        return ResolvedModel(name, version, tuple(entry.aliases), target, verified.manifest_sha256)
+
+    def _download(self, source: str, target: Path, expected: str) -> None:
+        """Fetch a bundle into a staging folder, verify it there, and only then move it into place."""
         import mlflow
+        from mlflow.exceptions import MlflowException
 
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.download-{uuid.uuid4().hex[:8]}"
         try:
-            fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging),
-                                                               tracking_uri=self.tracking_uri))  # fmt: skip
-            fetched.rename(target)
+            try:
+                fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging),
+                                                                   tracking_uri=self.tracking_uri))  # fmt: skip
+            except (MlflowException, OSError) as exc:
+                raise ClinFuseError(f"cannot fetch the model bundle from the registry's artifact store ({source}: "
+                                    f"{type(exc).__name__})", "check the artifact store, or re-register the model "
+                                    "from its training run") from None  # fmt: skip
+            open_model(fetched, expected)
+            try:
+                fetched.rename(target)
+            except OSError:
+                if not target.exists():  # else another process put the same verified bundle there first
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

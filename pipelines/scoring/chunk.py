@@ -19,7 +19,7 @@ from clinfuse.models.calibration import BootstrapInterval, PlattCalibrator
 from clinfuse.models.explain.modality_shapley import modality_shapley
 from clinfuse.models.fusion import LateFusionModel
 from clinfuse.pipelines.data import CacheDataset
-from clinfuse.pipelines.registry.manifest import verify_bundle
+from clinfuse.pipelines.registry.model_folder import open_model
 from clinfuse.pipelines.training import run_files
 from clinfuse.pipelines.training.baseline_features import BaselineFeatures
 from clinfuse.pipelines.training.model_io import load_model
@@ -54,7 +54,7 @@ class ChunkTask:
 
 @cache
 def _scoring_model(bundle: str, manifest_sha256: str) -> ScoringModel:
-    verify_bundle(Path(bundle), manifest_sha256)  # the worker checks what it loads, too
+    open_model(Path(bundle), manifest_sha256)  # the worker checks what it loads, too
     torch.set_num_threads(1)  # one thread per Dask worker thread: workers x threads never oversubscribe
     calibration = json.loads((Path(bundle) / run_files.CALIBRATION).read_text())
     return ScoringModel(

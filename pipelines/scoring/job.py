@@ -23,7 +23,6 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from clinfuse.pipelines.registry.manifest import MANIFEST_FILE, sha256_file
 from clinfuse.pipelines.registry.store import ModelRegistry
 from clinfuse.pipelines.scoring.chunk import ChunkTask, score_chunk
 from clinfuse.pipelines.scoring.frozen_ingest import ingest_for_scoring
@@ -61,10 +60,13 @@ def score(
         raise ClinFuseError(f"--out {out} must end in .parquet", "e.g. --out scores.parquet")
     started = time.perf_counter()
     resolved = ModelRegistry().resolve(model_ref)
-    manifest_sha256 = sha256_file(resolved.path / MANIFEST_FILE)
+    manifest_sha256 = resolved.manifest_sha256
     work = out.with_suffix(".work")
     cache = ingest_for_scoring(config, resolved.path, work / "cache", workers=None, progress=progress)
     patients = len(cache.cohort)
+    if patients == 0:
+        raise ClinFuseError(f"the cohort of {config} has no patients to score",
+                            "check the cohort table's path and rows in the config")  # fmt: skip
     ingested = time.perf_counter()
     job = {
         "model_name": resolved.name,

@@ -1,4 +1,7 @@
-"""Read a `clinfuse score` output: the score table plus what produced it (model bundle, scoring cache)."""
+"""Read a `clinfuse score` output: the score table plus what produced it (model bundle, scoring cache).
+
+Opening a scores file verifies the model bundle it names against the manifest digest recorded at scoring time,
+so the dashboard never shows metrics, calibration or explanations from a bundle that was changed since."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+from clinfuse.pipelines.registry.model_folder import open_model
 from clinfuse.platform.errors import ClinFuseError
 
 METADATA_KEY = b"clinfuse"
@@ -37,6 +41,7 @@ class ScoreResults:
             if not Path(metadata[key]).exists():
                 raise ClinFuseError(f"{path} refers to {key} {metadata[key]}, which no longer exists",
                                     "score the cohort again on this machine")  # fmt: skip
+        open_model(Path(metadata["model_dir"]), metadata["manifest_sha256"])
         return cls(arrow.to_pandas(), metadata)
 
     @property
@@ -61,6 +66,10 @@ class ScoreResults:
         return Path(self.metadata["model_dir"])
 
     @property
+    def manifest_sha256(self) -> str:
+        return self.metadata["manifest_sha256"]
+
+    @property
     def cache(self) -> Path:
         return Path(self.metadata["cache"])
 
@@ -72,4 +81,5 @@ class ScoreResults:
         """A RunExplainer over the scored patients (model bundle + scoring cache)."""
         from clinfuse.pipelines.explain import RunExplainer
 
-        return RunExplainer(self.model_dir, cache=self.cache, top_k=top_k, heatmap_dir=heatmap_dir)
+        return RunExplainer(self.model_dir, cache=self.cache, top_k=top_k, heatmap_dir=heatmap_dir,
+                            manifest_sha256=self.manifest_sha256)

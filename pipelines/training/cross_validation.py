@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from clinfuse.models import metrics
+from clinfuse.pipelines.registry.model_folder import seal_run
 from clinfuse.pipelines.training import run_files
-from clinfuse.pipelines.training.train import TrainSettings, train
+from clinfuse.pipelines.training.train import STAGING_ENV, TrainSettings, check_run_destination, train_into
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.staging import StagedFolder
 from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
 VAL_FRACTION = 0.15
@@ -63,35 +65,43 @@ def refit_splits(labels: np.ndarray, seed: int) -> np.ndarray:
 
 
 def train_cv(cache_path: Path, out: Path, settings: TrainSettings, folds: int = 5, repeats: int = 1) -> Path:
-    """Train every fold, write the pooled out-of-fold predictions, then refit the deployable model into `out`."""
+    """Refit the deployable model, train every fold and pool their out-of-fold predictions, all in a staging
+    folder that is sealed and swapped in as `out` only when the last fold is done."""
     labels = FeatureCache(cache_path).cohort["label"].to_numpy()
     planned = fold_splits(labels, folds, repeats, settings.seed)  # before any training: too many folds fail at once
-    # The refit first: training into `out` removes an earlier run's cv/, so no old fold can be pooled.
-    refit = train(cache_path, out, settings, splits=refit_splits(labels, settings.seed))
-    cv_dir = out / CV_DIR
+    check_run_destination(out)
+    staged = StagedFolder(out, join_env=STAGING_ENV)
+    with staged as staging:
+        if train_into(cache_path, staging, settings, splits=refit_splits(labels, settings.seed)) is None:
+            return out  # a non-zero rank of a multi-device run
+        _train_folds(cache_path, staging, settings, planned, folds, repeats)
+        seal_run(staging)
+        staged.commit()
+    return out
+
+
+def _train_folds(cache_path: Path, run: Path, settings: TrainSettings, planned: list[tuple[int, int, np.ndarray]],
+                 folds: int, repeats: int) -> None:  # fmt: skip
+    cv_dir = run / CV_DIR
     oof, validation, records = [], [], []
     for repeat, fold, splits in planned:
         fold_run = cv_dir / f"repeat{repeat}_fold{fold}"
-        train(cache_path, fold_run, settings, splits=splits)
+        train_into(cache_path, fold_run, settings, splits=splits)
         shutil.rmtree(fold_run / "checkpoints", ignore_errors=True)  # the weights are in model.safetensors
         predictions = pd.read_parquet(fold_run / run_files.PREDICTIONS)
         test = predictions[predictions["split"] == "test"].assign(repeat=repeat, fold=fold)
         oof.append(test)
         validation.append(predictions[predictions["split"] == "val"].assign(repeat=repeat, fold=fold))
         records.append(_fold_record(repeat, fold, test, fold_run))
-    pooled = pd.concat(oof, ignore_index=True)
+    pd.concat(oof, ignore_index=True).to_parquet(cv_dir / OOF_PREDICTIONS, index=False)
     pd.concat(validation, ignore_index=True).to_parquet(cv_dir / FOLD_VALIDATION_PREDICTIONS, index=False)
-    staged = cv_dir / f".{OOF_PREDICTIONS}.partial"
-    pooled.to_parquet(staged, index=False)
-    staged.rename(cv_dir / OOF_PREDICTIONS)  # written last: a CV folder without it is unfinished and not used
     summary = {"folds": folds, "repeats": repeats, "val_fraction": VAL_FRACTION, "seed": settings.seed,
                "per_fold": records}  # fmt: skip
     (cv_dir / FOLDS_FILE).write_text(json.dumps(summary, indent=1))
-    info = json.loads((refit / run_files.RUN_INFO).read_text())
+    info = json.loads((run / run_files.RUN_INFO).read_text())
     info["cross_validation"] = {k: v for k, v in summary.items() if k != "per_fold"} | {
         "refit": "every patient, a stratified validation share for early stopping and calibration"}
-    (refit / run_files.RUN_INFO).write_text(json.dumps(info, indent=1))
-    return refit
+    (run / run_files.RUN_INFO).write_text(json.dumps(info, indent=1))
 
 
 def _fold_record(repeat: int, fold: int, test: pd.DataFrame, fold_run: Path) -> dict:

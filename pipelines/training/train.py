@@ -25,6 +25,8 @@ from clinfuse.models.fusion import LateFusionModel
 from clinfuse.models.lightning import LateFusionModule
 from clinfuse.models.modality_weights import fit_head_weights, fit_modality_weights
 from clinfuse.pipelines.data import CacheDataModule, default_num_workers, modality_dims
+from clinfuse.pipelines.registry.manifest import MANIFEST_FILE
+from clinfuse.pipelines.registry.model_folder import seal_run
 from clinfuse.pipelines.training import run_files
 from clinfuse.pipelines.training.explain_background import fit_backgrounds, save_backgrounds
 from clinfuse.pipelines.training.model_io import build_model, save_model
@@ -32,10 +34,12 @@ from clinfuse.pipelines.training.predict import predict_cohort
 from clinfuse.pipelines.training.table_branches import OutsideFit, choose_table_architectures, fit_outside_branches
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.staging import StagedFolder
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 EMBED_DIM = 32
+STAGING_ENV = "CLINFUSE_RUN_STAGING"  # Lightning's DDP ranks re-run the command: they join rank 0's staging folder
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,31 @@ class TrainSettings:
 
 
 def train(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarray | None = None) -> Path:
-    """Train, calibrate and write everything evaluation and scoring need to `out`.
+    """Train, calibrate and write everything evaluation and scoring need to the run folder `out`.
 
-    `splits` (one of train/val/test per cohort row) replaces the cache's own split, e.g. for a
-    cross-validation fold; the cache itself is not touched.
+    The run is built in a hidden sibling folder, sealed with its manifest and swapped in whole, so a killed
+    training leaves the previous run as it was. `splits` (one of train/val/test per cohort row) replaces the
+    cache's own split; the cache itself is not touched.
     """
+    check_run_destination(out)
+    staged = StagedFolder(out, join_env=STAGING_ENV)
+    with staged as staging:
+        if train_into(cache_path, staging, settings, splits) is not None:
+            seal_run(staging)
+            staged.commit()
+    return out
+
+
+def check_run_destination(out: Path) -> None:
+    """A run is swapped in whole, replacing `out`: refuse anything at `out` that is not an earlier run."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / run_files.RUN_INFO).is_file()
+                                              and not (out / MANIFEST_FILE).is_file())):  # fmt: skip
+        raise ClinFuseError(f"--out {out} exists and is not a ClinFuse run folder (retraining replaces the folder "
+                            "whole)", "choose a new or empty folder for the run")  # fmt: skip
+
+
+def train_into(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarray | None = None) -> Path | None:
+    """Train into the (new, empty) folder `out`, unsealed; None on a non-zero rank of a multi-device run."""
     started = time.perf_counter()
     cache = FeatureCache(cache_path)
     if splits is not None:
@@ -82,11 +106,10 @@ def train(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarr
     screening = _screen_inputs(model, cache, settings)
 
     out.mkdir(parents=True, exist_ok=True)
-    _clear_previous_outputs(out)
     if gradient:
         fitted = _fit_with_lightning(model, cache_path, out, settings, accelerator, specs, splits)
         if fitted is None:  # a non-zero rank of a multi-device run: rank 0 writes the outputs
-            return out
+            return None
         model, workers, training = fitted
     else:
         model, workers, training = _fit_prior_only(model, cache, fit_splits), 0, {"gradient_training": False}
@@ -302,17 +325,6 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
                    "fusion_interval": interval.to_json(), "fitted_on": fitted_on, "method": "platt"}  # fmt: skip
     (out / run_files.CALIBRATION).write_text(json.dumps(calibration, indent=1))
     return baseline.settings
-
-
-def _clear_previous_outputs(out: Path) -> None:
-    """Retraining into a run folder must not leave an earlier model's checkpoints, metrics or heatmaps."""
-    import shutil
-
-    for name in ("checkpoints", run_files.EXPLANATIONS, run_files.CROSS_VALIDATION):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in (run_files.METRICS, run_files.REPORT, run_files.CALIBRATION_PLOT, run_files.ROC_PR_PLOT,
-                 run_files.DECISION_CURVE_PLOT):
-        (out / name).unlink(missing_ok=True)
 
 
 def _check_cohort(cache: FeatureCache) -> None:

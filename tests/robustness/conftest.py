@@ -93,3 +93,65 @@ class Probe:
 @pytest.fixture(scope="session")
 def probe() -> type[Probe]:
     return Probe
+
+
+# -- one small real cohort, trained, registered and scored once per session ------------------------------------
+# NKI-70 (139 breast-cancer patients, 70 genes + clinical; shipped by survset): real data, and every branch is
+# linear, so a run trains in seconds and a killed command can be rerun several times within the suite's budget.
+REAL_COHORTS = Path(__file__).parents[1] / "benchmarks" / "real_cohorts.py"
+NKI_MODEL = "nki-robustness"
+
+
+def _real_cohorts():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_cohorts", REAL_COHORTS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def nki_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cohort.yaml of NKI-70 (read-only: copy the folder to change it)."""
+    return _real_cohorts().write_cohort("nki70", tmp_path_factory.mktemp("nki70") / "cohort")
+
+
+@pytest.fixture(scope="session")
+def nki_cache(nki_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from clinfuse.platform.ingest import ingest
+
+    cache = tmp_path_factory.mktemp("nki-cache") / "cache"
+    ingest(nki_cohort, cache, workers=1)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def nki_run(nki_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An evaluated run on the ingest's split (read-only: copy it with shutil.copytree to change it)."""
+    from clinfuse.pipelines.evaluation.evaluate import evaluate
+    from clinfuse.pipelines.training.train import TrainSettings, train
+
+    run = tmp_path_factory.mktemp("nki-run") / "run"
+    train(nki_cache, run, TrainSettings(accelerator="cpu", seed=0))
+    evaluate(run, resamples=100)
+    return run
+
+
+@pytest.fixture(scope="session")
+def nki_model(nki_run: Path) -> str:
+    """nki_run registered (the session's MLflow store under CLINFUSE_HOME) with alias production."""
+    from clinfuse.pipelines.registry.store import ModelRegistry
+
+    ModelRegistry().register(nki_run, NKI_MODEL, alias="production")
+    return f"models:/{NKI_MODEL}@production"
+
+
+@pytest.fixture(scope="session")
+def nki_scores(nki_model: str, nki_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from clinfuse.pipelines.scoring.job import score
+
+    out = tmp_path_factory.mktemp("nki-scores") / "scores.parquet"
+    score(nki_model, nki_cohort, out, workers=1, chunk_size=50)
+    return out
