@@ -328,10 +328,17 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
 
 
 def _check_cohort(cache: FeatureCache) -> None:
+    """What would otherwise fail only after the epochs: a split without both labels, a modality nobody has."""
     counts = cache.cohort.groupby("split")["label"].agg(["sum", "count"])
     for split in ("train", "val"):
         if split not in counts.index or counts.loc[split, "sum"] in (0, counts.loc[split, "count"]):
             raise ClinFuseError(f"the {split} split needs patients of both labels", "enlarge the cohort or re-split")
+    train = cache.cohort["split"] == "train"
+    for name in cache.modalities:
+        if not cache.cohort.loc[train, f"present_{name}"].any():
+            raise ClinFuseError(f"no training patient has modality '{name}' (see {cache.path}/ingest_report.json)",
+                                "check that the modality's patient ids match the cohort table, or remove the "
+                                "modality from cohort.yaml")  # fmt: skip
 
 
 def _resolve_accelerator(requested: str) -> str:

@@ -162,3 +162,18 @@ def test_scoring_a_cohort_without_patients_is_one_error(nki_model, nki_cohort, t
                               "--out", str(out)])  # fmt: skip
     probe.assert_user_error(outcome, "no patients")
     assert not out.exists()
+
+
+def test_a_split_whose_training_patients_lack_a_modality_fails_before_any_fitting(demo_cache, tmp_path) -> None:
+    """E.g. a cross-validation fold of a rare modality: refused at once, not after the epochs."""
+    import numpy as np
+    from clinfuse.pipelines.training.train import TrainSettings, train
+    from clinfuse.platform.cache import FeatureCache
+
+    cohort = FeatureCache(demo_cache).cohort
+    has_imaging = cohort["present_imaging"].to_numpy()
+    splits = np.where(has_imaging, "test", "train").astype(object)
+    splits[np.flatnonzero(~has_imaging)[::5]] = "val"
+    with pytest.raises(ClinFuseError, match="no training patient has modality 'imaging'"):
+        train(demo_cache, tmp_path / "run", TrainSettings(accelerator="cpu", max_epochs=1), splits=splits)
+    assert not (tmp_path / "run").exists()
