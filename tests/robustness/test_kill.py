@@ -111,9 +111,11 @@ def test_ingest_killed_at_any_point_keeps_the_previous_cache(demo_cohort, demo_c
 def test_score_killed_between_chunks_resumes_to_the_same_scores(nki_model, nki_cohort, nki_scores, tmp_path) -> None:
     out = tmp_path / "scores.parquet"
     args = ["score", "--model", nki_model, "--config", str(nki_cohort), "--out", str(out), "--chunk-size", "10"]
-    chunks = out.with_suffix(".work") / "chunks"
-    _kill_when(args, lambda: len(list(chunks.glob("chunk-*.parquet"))) >= 2)
-    assert not out.exists()
+    work = out.with_suffix(".work")
+    # while the Dask cluster starts (the scoring cache is written), then between chunks
+    for ready in (lambda: (work / "job.json").exists(), lambda: len(list(work.glob("chunks/chunk-*"))) >= 2):
+        _kill_when(args, ready)
+        assert not out.exists()
     assert "resumed" in _ok(args)
     scored, reference = pd.read_parquet(out), pd.read_parquet(nki_scores)
     pd.testing.assert_frame_equal(scored.drop(columns=["scored_at"]), reference.drop(columns=["scored_at"]))
