@@ -3,7 +3,8 @@
 The signed-in user lives in Streamlit's server-side session state only (no cookie, no token in the browser):
 closing or reloading the tab ends the session. A session ends after `idle_timeout_minutes` without interaction
 and after `session_max_hours` in any case; a background fragment checks every 30 s and clears the screen when
-the time is up. Wrong passwords count per user name (LoginLimiter) and lock the name out exponentially.
+the time is up. Wrong passwords count per user name and client address, and per client address (LoginLimiter),
+and lock out exponentially; the lock check and the failure count are one atomic step taken before bcrypt runs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import timedelta
 import streamlit as st
 from clinfuse.dashboards import audit
 from clinfuse.dashboards.cached import AppContext
-from clinfuse.dashboards.users import User
+from clinfuse.dashboards.users import User, client_id
 
 USER_KEY = "auth_user"
 ROLE_KEY = "auth_role"
@@ -75,31 +76,39 @@ def login_page(context: AppContext) -> None:
         _attempt(context, name.strip(), password)
 
 
+def client_address() -> str:
+    """The signing-in client's address as the limiter counts it. Uvicorn takes it from X-Forwarded-For only when
+    the connection comes from a proxy named in FORWARDED_ALLOW_IPS (default: this machine), so a client cannot
+    choose its own address (docs/dashboard.md)."""
+    return client_id(st.context.ip_address)
+
+
 def _attempt(context: AppContext, name: str, password: str) -> None:
     if not name or not password:
         st.error("Enter your user name and password.")
         return
     known = {u.name: u.role for u in context.users.users()}
     logged_name = name if name in known else None  # never log what may be a password typed as a name
-    locked = context.limiter.seconds_locked(name)
-    if locked > 0:
-        context.audit.record(audit.LOGIN_LOCKED, logged_name, known.get(name))
-        st.error(f"Too many wrong passwords for this user name. Try again in {math.ceil(locked)} s.")
+    client = client_address()
+    attempt = context.limiter.attempt(name, client)  # refused, or counted as a failure before bcrypt runs
+    if attempt.refused_s > 0:
+        context.audit.record(audit.LOGIN_LOCKED, logged_name, known.get(name), client=client)
+        st.error(f"Too many wrong passwords. Try again in {math.ceil(attempt.refused_s)} s.")
         return
     user = context.users.verify(name, password)
     if user is None:
-        lockout = context.limiter.failure(name)
-        context.audit.record(audit.LOGIN_FAILED, logged_name, known.get(name), lockout_s=round(lockout))
+        lockout = attempt.lockout_s
+        context.audit.record(audit.LOGIN_FAILED, logged_name, known.get(name), lockout_s=round(lockout), client=client)
         message = "Wrong user name or password."
         if lockout:
-            message += f" Sign-in for this user name is locked for {math.ceil(lockout)} s."
+            message += f" Sign-in from this computer is locked for {math.ceil(lockout)} s."
         st.error(message)
         return
-    context.limiter.success(name)
+    context.limiter.success(name, client)
     _clear_session()
     now = time.time()
     st.session_state.update({USER_KEY: user.name, ROLE_KEY: user.role, STARTED_KEY: now, ACTIVITY_KEY: now})
-    context.audit.record(audit.LOGIN, user.name, user.role)
+    context.audit.record(audit.LOGIN, user.name, user.role, client=client)
     st.rerun()
 
 

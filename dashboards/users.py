@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import ipaddress
 import os
 import re
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +49,9 @@ MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit; longer passwords are refused rather than silently truncated
 BCRYPT_ROUNDS = 12
 FAILURE_MEMORY_S = 24 * 3600  # a failure older than this no longer counts towards a lockout
+# Wrong passwords from one client address, over all user names, before that client is locked out (see LoginLimiter).
+CLIENT_LOCKOUT_AFTER = 10
+LOCAL_CLIENT = "local"  # connections from this machine (Streamlit reports no address for loopback)
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,17 @@ def check_password_rules(password: str) -> None:
         raise ClinFuseError("password too long for bcrypt", f"use at most {MAX_PASSWORD_BYTES} bytes")
 
 
-# Checked against when the user name is unknown, so that a wrong name costs as much time as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"clinfuse-no-such-user", bcrypt.gensalt(4))
+def _cost(password_hash: str) -> int | None:
+    """The cost field of a bcrypt hash ($2b$12$...), or None for anything else."""
+    parts = password_hash.split("$")
+    return int(parts[2]) if len(parts) == 4 and parts[2].isdigit() and 4 <= int(parts[2]) <= 31 else None
+
+
+@functools.cache
+def _dummy_hash(cost: int) -> bytes:
+    """Checked against when the user name is unknown, at the cost of the stored hashes, so that a wrong name
+    costs the same bcrypt work (and time) as a wrong password; made once per cost, on first use."""
+    return bcrypt.hashpw(b"clinfuse-no-such-user", bcrypt.gensalt(cost))
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -158,8 +173,9 @@ class UserStore:
 
     def verify(self, name: str, password: str) -> User | None:
         """The user when name and password match, else None (same cost whether or not the name exists)."""
-        entry = self._read().get(name)
-        stored = entry.get("password_hash", "").encode() if isinstance(entry, dict) else _DUMMY_HASH
+        users = self._read()
+        entry = users.get(name)
+        stored = entry.get("password_hash", "").encode() if isinstance(entry, dict) else self._dummy(users)
         try:
             matches = bcrypt.checkpw(password.encode()[:MAX_PASSWORD_BYTES], stored)
         except ValueError:  # malformed hash in the file
@@ -168,22 +184,78 @@ class UserStore:
             return None
         return User(name, entry["role"])
 
+    @staticmethod
+    def _dummy(users: dict[str, dict]) -> bytes:
+        """A dummy hash at the cost most of the stored hashes have (a file written with another cost, or with
+        hashes upgraded over time, still makes an unknown name indistinguishable from a typical known one)."""
+        costs = Counter(
+            _cost(str(entry.get("password_hash", ""))) for entry in users.values() if isinstance(entry, dict)
+        )
+        costs.pop(None, None)
+        cost = max(costs, key=lambda c: (costs[c], c)) if costs else BCRYPT_ROUNDS
+        return _dummy_hash(cost)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The limiter's answer to a sign-in attempt."""
+
+    refused_s: float  # > 0: refused without checking the password; seconds until this client may try this name
+    lockout_s: float  # the lockout in force should the password be wrong (the attempt is already counted)
+
+
+def client_id(address: str | None) -> str:
+    """The client a sign-in comes from, as the limiter counts it: LOCAL_CLIENT for a loopback connection (which
+    Streamlit reports as None), an IPv4 address, or the /64 network of an IPv6 address (one host usually holds
+    a whole /64, so single IPv6 addresses would give an attacker endless fresh clients)."""
+    if not address:
+        return LOCAL_CLIENT
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
 
 class LoginLimiter:
-    """Counts consecutive wrong passwords per user name in a file, so a page reload or restart keeps the lockout.
+    """Counts wrong passwords in a file beside the users file, so a page reload, a restart or a second server
+    process sees the same counts.
 
-    After `after` failures, each further attempt within the lockout is refused without checking the password;
-    the lockout lasts base * 2^(failures - after) seconds, at most `maximum`. A success clears the count. Names
-    are stored hashed: a password typed into the name field never lands on disk.
+    Two counters, each of which locks out for base * 2^(failures - threshold) seconds (at most `maximum`) once
+    it reaches its threshold:
+    - per user name and client address, threshold `after`: guesses at one account from one client. Keyed by
+      the client too, so that an attacker elsewhere cannot lock a user out (a lockout is not a denial of
+      service for the user's own machine);
+    - per client address over all names, threshold `client_after`: one client spraying guesses over many names.
+
+    `attempt` is the one atomic step, taken under an exclusive lock of the file: refuse while either counter
+    is locked, else count the attempt as a failure in advance. The password is checked after the lock is
+    released (a slow bcrypt check never holds up other sign-ins), yet at most `after` checks can ever run for
+    one name and client, however many arrive at once, across threads and processes. `success` takes the
+    advance count back. Names and addresses are stored hashed: a password typed as a name never lands on disk.
     """
 
-    def __init__(self, path: Path, after: int = 3, base: float = 30, maximum: float = 3600) -> None:
+    def __init__(
+        self,
+        path: Path,
+        after: int = 3,
+        base: float = 30,
+        maximum: float = 3600,
+        client_after: int = CLIENT_LOCKOUT_AFTER,
+    ) -> None:
         self.path = Path(path)
-        self.after, self.base, self.maximum = after, base, maximum
+        self.after, self.base, self.maximum, self.client_after = after, base, maximum, client_after
 
     @staticmethod
-    def _key(name: str) -> str:
-        return hashlib.sha256(b"clinfuse-login:" + name.strip().lower().encode()).hexdigest()[:24]
+    def _keys(name: str, client: str) -> tuple[str, str]:
+        """(name-and-client key, client key)."""
+        name_part = name.strip().lower().encode()
+        pair = hashlib.sha256(b"clinfuse-login:" + name_part + b"\0" + client.encode()).hexdigest()[:24]
+        return f"n{pair}", f"c{hashlib.sha256(b'clinfuse-client:' + client.encode()).hexdigest()[:24]}"
 
     def _read(self) -> dict[str, dict]:
         try:
@@ -192,35 +264,69 @@ class LoginLimiter:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def seconds_locked(self, name: str, now: float | None = None) -> float:
-        """Seconds until `name` may try again (0 when it may try now)."""
-        now = time.time() if now is None else now
-        entry = self._read().get(self._key(name))
-        if not entry:
-            return 0.0
-        return max(0.0, float(entry.get("locked_until", 0)) - now)
+    def _write(self, state: dict[str, dict], now: float) -> None:
+        recent = {k: v for k, v in state.items() if now - float(v.get("last", 0)) < FAILURE_MEMORY_S}
+        _write_private(self.path, yaml.safe_dump(recent))
 
-    def failure(self, name: str, now: float | None = None) -> float:
-        """Record a wrong password; returns the lockout (seconds) now in force for that name."""
-        now = time.time() if now is None else now
-        with _locked(self.path):
-            state = self._read()
-            state = {k: v for k, v in state.items() if now - float(v.get("last", 0)) < FAILURE_MEMORY_S}
-            entry = state.setdefault(self._key(name), {"failures": 0, "locked_until": 0.0})
+    def _count_failure(self, state: dict[str, dict], name: str, client: str, now: float) -> float:
+        """Add one failure to both counters; returns the lockout (seconds) now in force for this name and client."""
+        lockout = 0.0
+        for key, threshold in zip(self._keys(name, client), (self.after, self.client_after), strict=True):
+            entry = state.setdefault(key, {"failures": 0, "locked_until": 0.0})
             entry["failures"] = int(entry["failures"]) + 1
             entry["last"] = now
-            lockout = 0.0
-            if entry["failures"] >= self.after:
-                lockout = min(self.maximum, self.base * 2 ** (entry["failures"] - self.after))
-                entry["locked_until"] = now + lockout
-            _write_private(self.path, yaml.safe_dump(state))
+            if entry["failures"] >= threshold:
+                locked = min(self.maximum, self.base * 2 ** (entry["failures"] - threshold))
+                entry["locked_until"] = now + locked
+                lockout = max(lockout, locked)
         return lockout
 
-    def success(self, name: str) -> None:
+    def _locked(self, state: dict[str, dict], name: str, client: str, now: float) -> float:
+        until = [float(state.get(key, {}).get("locked_until", 0)) for key in self._keys(name, client)]
+        return max(0.0, max(until) - now)
+
+    def seconds_locked(self, name: str, client: str = LOCAL_CLIENT, now: float | None = None) -> float:
+        """Seconds until `client` may try `name` again (0 when it may try now)."""
+        now = time.time() if now is None else now
+        return self._locked(self._read(), name, client, now)
+
+    def attempt(self, name: str, client: str = LOCAL_CLIENT, now: float | None = None) -> Attempt:
+        """Refuse a locked sign-in, or count it as a failure before its password is checked (see the class)."""
+        now = time.time() if now is None else now
         with _locked(self.path):
             state = self._read()
-            if state.pop(self._key(name), None) is not None:
-                _write_private(self.path, yaml.safe_dump(state))
+            refused = self._locked(state, name, client, now)
+            if refused > 0:
+                return Attempt(refused_s=refused, lockout_s=0.0)
+            lockout = self._count_failure(state, name, client, now)
+            self._write(state, now)
+        return Attempt(refused_s=0.0, lockout_s=lockout)
+
+    def failure(self, name: str, client: str = LOCAL_CLIENT, now: float | None = None) -> float:
+        """Record a wrong password without asking whether the client was locked (`attempt` asks first); returns
+        the lockout (seconds) now in force for that name and client."""
+        now = time.time() if now is None else now
+        with _locked(self.path):
+            state = self._read()
+            lockout = self._count_failure(state, name, client, now)
+            self._write(state, now)
+        return lockout
+
+    def success(self, name: str, client: str = LOCAL_CLIENT, now: float | None = None) -> None:
+        """The right password: clear the name's count for this client and take back the client's advance count."""
+        now = time.time() if now is None else now
+        pair, client_key = self._keys(name, client)
+        with _locked(self.path):
+            state = self._read()
+            state.pop(pair, None)
+            entry = state.get(client_key)
+            if entry is not None:
+                entry["failures"] = int(entry["failures"]) - 1
+                if entry["failures"] <= 0:
+                    del state[client_key]
+                elif entry["failures"] < self.client_after:
+                    entry["locked_until"] = 0.0
+            self._write(state, now)
 
 
 def limiter_path(users_file: Path) -> Path:
