@@ -7,7 +7,7 @@ from collections.abc import Callable
 import streamlit as st
 from clinfuse.dashboards import audit, cached, charts
 from clinfuse.dashboards.cached import AppContext
-from clinfuse.dashboards.tables import CohortFilter, cohort_display, missing_list, with_bands
+from clinfuse.dashboards.tables import CohortFilter, cohort_csv, cohort_display, missing_list, with_bands
 from clinfuse.dashboards.users import User
 
 PATIENT_KEY = "patient"  # the patient the patient page shows (pseudonym)
@@ -100,7 +100,7 @@ def render(context: AppContext, user: User, open_patient: Callable[[str], None])
         if rows:
             st.session_state[TABLE_GENERATION_KEY] = generation + 1  # a fresh table (no selection) on return
             open_patient(str(display.iloc[rows[0]]["patient"]))
-        export = display.to_csv(index=False).encode()
+        export = cohort_csv(display)
         st.download_button(
             "Export shown patients (CSV)",
             export,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,29 @@ def cohort_display(table: pd.DataFrame, modalities: list[str]) -> pd.DataFrame:
             out[column] = table[column].to_numpy()
     out["notes"] = [_notes(w, e) for w, e in zip(table["warnings"], table["error"], strict=True)]
     return out
+
+
+# A spreadsheet runs a text cell starting with one of these as a formula (=cmd|..., =HYPERLINK(...)); OWASP's CSV
+# injection guidance (and ASVS 1.2.10, which adds NUL) is to make such cells text with a leading single quote.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\0")
+
+
+def spreadsheet_text(value: object) -> object:
+    """`value` with a leading ' when it is text a spreadsheet would run as a formula; anything else as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def cohort_csv(display: pd.DataFrame) -> bytes:
+    """The cohort page's CSV export, safe to open in a spreadsheet: source ids, sex and notes come from site data
+    and may hold formulas, so every text cell is neutralised and quoted (an embedded separator cannot start a new
+    cell); numeric columns stay unquoted numbers, so a negative number is still a number."""
+    safe = display.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(spreadsheet_text)
+    return safe.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC).encode()
 
 
 def _interval(lower: float, upper: float) -> str:
