@@ -39,8 +39,9 @@ RUN_FILES = (
     run_files.ROC_PR_PLOT,
     run_files.DECISION_CURVE_PLOT,
 )
-# Config fields that say where data lives, not how it is preprocessed: scoring takes them from its own config.
-LOCATION_FIELDS = ("path", "manifest", "link")
+# Config fields that say where data lives and what this site's machines may spend on it, not how it is
+# preprocessed: scoring takes them from its own config.
+SITE_FIELDS = ("path", "manifest", "link", "max_decoded_mib")
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def build_bundle(run: Path, dest: Path) -> Bundle:
     (dest / ALIGNMENTS_DIR).mkdir()
     modalities = {}
     for name, entry in cache.manifest["modalities"].items():
-        config = {k: v for k, v in entry["config"].items() if k not in LOCATION_FIELDS}
+        config = {k: v for k, v in entry["config"].items() if k not in SITE_FIELDS}
         modalities[name] = {"kind": entry["kind"], "config": config}
         alignment = cache.modality_dir(name) / "alignment.json"
         if alignment.is_file():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clinfuse.pipelines.registry.bundle import ALIGNMENTS_DIR, LOCATION_FIELDS, MODALITIES_FILE
+from clinfuse.pipelines.registry.bundle import ALIGNMENTS_DIR, MODALITIES_FILE, SITE_FIELDS
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.config import CohortConfig, load_cohort_config
 from clinfuse.platform.errors import ClinFuseError
@@ -34,7 +34,7 @@ def scoring_config(config_path: Path, bundle: Path) -> CohortConfig:
                 f"but of kind {entry['kind']} in the model",
                 f"set kind: {entry['kind']} for '{name}'",
             )
-        location = {k: v for k, v in given[name].model_dump().items() if k in LOCATION_FIELDS}
+        location = {k: v for k, v in given[name].model_dump().items() if k in SITE_FIELDS}
         modalities.append(type(given[name]).model_validate({**entry["config"], **location}))
     return config.model_copy(update={"modalities": tuple(modalities)})
 
