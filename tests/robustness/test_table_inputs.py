@@ -253,3 +253,15 @@ def test_non_finite_lab_values_are_dropped_and_counted(monkeypatch, tmp_path: Pa
     assert np.isfinite(alignment["lab_mean"]).all() and np.isfinite(alignment["lab_std"]).all()
     assert np.isfinite(np.load(out / "labs.npy")).all()
     assert np.isfinite(pd.read_parquet(out / "events.parquet")["value"].dropna()).all()
+
+
+def test_train_runs_on_a_cache_ingested_from_non_finite_values(probe, tmp_path: Path) -> None:
+    """Issue 17's probe: the cache held inf, and `train` then failed with a traceback."""
+    config = _write_cohort(tmp_path)
+    table = pd.read_csv(tmp_path / "genomics.csv", dtype=str)
+    table.loc[0, "g1"], table.loc[1, "g2"], table.loc[6, "g3"] = "inf", "-inf", "1e300"
+    table.to_csv(tmp_path / "genomics.csv", index=False)
+    assert _ingest(probe, config).code == 0
+    args = ["train", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--split"]
+    outcome = probe.run_main([*args, "--max-epochs", "2"])
+    assert outcome.code == 0, outcome.stderr
