@@ -93,8 +93,8 @@ def read_source_table(path: Path, id_column: str, where: str) -> pd.DataFrame:
             f"{where}: not a well-formed table: {str(exc).strip().splitlines()[-1]}",
             "check the delimiter (comma for .csv, tab for .tsv) and that every row has the header's columns",
         ) from None
-    except (pa.ArrowException, OSError) as exc:
-        raise ClinFuseError(f"{where}: not a readable Parquet file ({exc})", "export it again") from None
+    except (pa.ArrowException, OSError) as exc:  # a damaged Parquet file, or a file the OS will not read
+        raise ClinFuseError(f"{where}: cannot be read ({exc})", "check the file and export it again") from None
     return frame
 
 

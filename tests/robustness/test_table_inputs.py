@@ -149,6 +149,16 @@ def test_an_unreadable_table_is_one_error_and_the_previous_cache_is_kept(
     assert probe.snapshot(tmp_path / "cache") == before
 
 
+def test_a_damaged_parquet_table_is_one_error(probe, tmp_path: Path) -> None:
+    config = _write_cohort(tmp_path)
+    pd.read_csv(tmp_path / "genomics.csv").to_parquet(tmp_path / "genomics.parquet")
+    config.write_text(config.read_text().replace("genomics.csv", "genomics.parquet"))
+    assert _ingest(probe, config).code == 0
+    content = (tmp_path / "genomics.parquet").read_bytes()
+    (tmp_path / "genomics.parquet").write_bytes(content[: len(content) // 2])
+    probe.assert_user_error(_ingest(probe, config), "genomics.parquet", "cannot be read")
+
+
 @pytest.mark.parametrize("target", ["cohort.csv", "genomics.csv"])
 def test_a_table_with_a_header_and_no_rows_is_one_error(probe, tmp_path: Path, target: str) -> None:
     config = _write_cohort(tmp_path)
