@@ -14,7 +14,9 @@ from clinfuse.platform.errors import ClinFuseError
 
 
 def main() -> None:
-    st.set_page_config(page_title="ClinFuse", page_icon=":material/monitor_heart:", layout="wide")
+    # An emoji icon is drawn in the browser; a :material: one is fetched from fonts.gstatic.com, which the
+    # Content-Security-Policy (dashboard_server.py) rightly blocks: no browser should call out to Google.
+    st.set_page_config(page_title="ClinFuse", page_icon="🩺", layout="wide")
     try:
         context = AppContext.from_environment()
     except ClinFuseError as exc:

@@ -84,9 +84,11 @@ def dashboard_command(
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
-    """`streamlit run` on the packaged app: headless, no usage statistics, no file watching, no tracebacks in
-    the browser (they stay in the server log)."""
-    app_path = Path(__file__).with_name("app.py")
+    """`streamlit run` on the packaged app, wrapped with security headers (dashboard_server.py): headless, no usage
+    statistics, no file watching, no tracebacks in the browser (they stay in the server log). The protections
+    (XSRF, CORS) are pinned on and the extra surfaces (agent API, static folder) off, so a stray
+    ~/.streamlit/config.toml cannot change them: command-line flags take precedence over it."""
+    app_path = Path(__file__).with_name("dashboard_server.py")
     return [
         sys.executable,
         "-m",
@@ -113,6 +115,12 @@ def streamlit_command(port: int, host: str) -> list[str]:
         "false",
         "--server.enableXsrfProtection",
         "true",
+        "--server.enableCORS",
+        "true",
+        "--server.enableAgentApi",
+        "false",
+        "--server.enableStaticServing",
+        "false",
         "--logger.level",
         "warning",
         "--theme.base",

@@ -3,11 +3,20 @@ that `clinfuse dashboard` starts sends security headers (checked on real respons
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.request
 
 import numpy as np
 import pandas as pd
+import pytest
 from clinfuse.dashboards.dashboard_config import RiskBands
 from clinfuse.dashboards.tables import cohort_display, with_bands
 
@@ -56,3 +65,79 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, dict[str, str]]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, {k.lower(): v for k, v in response.headers.items()}
+
+
+@pytest.fixture(scope="module")
+def dashboard_server(tmp_path_factory: pytest.TempPathFactory):
+    """The server exactly as `clinfuse dashboard` starts it (its command line), on a free loopback port."""
+    from clinfuse.dashboards.cli import streamlit_command
+
+    home = tmp_path_factory.mktemp("dashboard-home")
+    port = _free_port()
+    log = home / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            streamlit_command(port, "127.0.0.1"),
+            env={**os.environ, "CLINFUSE_HOME": str(home), "HOME": str(home)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if _get(f"{url}/_stcore/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, f"no server:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.mark.parametrize("path", ["/", "/_stcore/health", "/cohort"])
+def test_dashboard_responses_carry_security_headers(dashboard_server: str, path: str) -> None:
+    status, headers = _get(dashboard_server + path)
+    assert status == 200
+    policy = {
+        directive.split()[0]: directive.split()[1:]
+        for directive in headers.get("content-security-policy", "").split(";")
+        if directive.strip()
+    }
+    assert policy.get("frame-ancestors") == ["'none'"], headers
+    assert policy.get("object-src") == ["'none'"]
+    assert "'unsafe-inline'" not in policy.get("script-src", ["'unsafe-inline'"]), "no inline scripts from anyone"
+    assert "'unsafe-eval'" not in policy["script-src"]
+    assert headers.get("x-frame-options") == "DENY"
+    assert headers.get("x-content-type-options") == "nosniff"
+    assert headers.get("referrer-policy") == "no-referrer"
+    assert headers.get("cache-control") == "no-store", "patient pages and exports must not be cached"
+
+
+def test_streamlits_inline_script_is_allowed_by_its_hash(dashboard_server: str) -> None:
+    """The policy must not break the page it protects: every inline script of the served index.html is allowed."""
+    with urllib.request.urlopen(dashboard_server + "/", timeout=5) as response:
+        page = response.read().decode()
+        policy = response.headers["Content-Security-Policy"]
+    for script in re.findall(r"<script>(.*?)</script>", page, flags=re.S):
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in policy
