@@ -1,4 +1,4 @@
-"""Dashboard users (bcrypt hashes in a YAML file, mode 600) and the per-user-name lockout after wrong passwords.
+"""Dashboard users (bcrypt hashes in a YAML file, mode 600) and the sign-in lockout after wrong passwords.
 
 Why a small module of our own rather than streamlit-authenticator (0.4): that package keeps the login in a
 JWT cookie valid for days (we want an idle timeout measured in minutes, enforced server side), rewrites the
@@ -51,6 +51,7 @@ BCRYPT_ROUNDS = 12
 FAILURE_MEMORY_S = 24 * 3600  # a failure older than this no longer counts towards a lockout
 # Wrong passwords from one client address, over all user names, before that client is locked out (see LoginLimiter).
 CLIENT_LOCKOUT_AFTER = 10
+CLIENT_FAILURE_MEMORY_S = 3600  # a client's count starts again after an hour without a wrong password
 LOCAL_CLIENT = "local"  # connections from this machine (Streamlit reports no address for loopback)
 
 
@@ -175,7 +176,8 @@ class UserStore:
         """The user when name and password match, else None (same cost whether or not the name exists)."""
         users = self._read()
         entry = users.get(name)
-        stored = entry.get("password_hash", "").encode() if isinstance(entry, dict) else self._dummy(users)
+        dummy = self._dummy(users)  # made on the first sign-in of any name, so that one costs the same too
+        stored = entry.get("password_hash", "").encode() if isinstance(entry, dict) else dummy
         try:
             matches = bcrypt.checkpw(password.encode()[:MAX_PASSWORD_BYTES], stored)
         except ValueError:  # malformed hash in the file
@@ -231,6 +233,8 @@ class LoginLimiter:
       the client too, so that an attacker elsewhere cannot lock a user out (a lockout is not a denial of
       service for the user's own machine);
     - per client address over all names, threshold `client_after`: one client spraying guesses over many names.
+      It starts again after CLIENT_FAILURE_MEMORY_S without a failure, so the occasional typos of the many
+      users behind one shared address do not add up to a lockout.
 
     `attempt` is the one atomic step, taken under an exclusive lock of the file: refuse while either counter
     is locked, else count the attempt as a failure in advance. The password is checked after the lock is
@@ -262,7 +266,7 @@ class LoginLimiter:
             data = yaml.safe_load(self.path.read_text())
         except (FileNotFoundError, yaml.YAMLError):
             return {}
-        return data if isinstance(data, dict) else {}
+        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
     def _write(self, state: dict[str, dict], now: float) -> None:
         recent = {k: v for k, v in state.items() if now - float(v.get("last", 0)) < FAILURE_MEMORY_S}
@@ -271,7 +275,11 @@ class LoginLimiter:
     def _count_failure(self, state: dict[str, dict], name: str, client: str, now: float) -> float:
         """Add one failure to both counters; returns the lockout (seconds) now in force for this name and client."""
         lockout = 0.0
-        for key, threshold in zip(self._keys(name, client), (self.after, self.client_after), strict=True):
+        pair, client_key = self._keys(name, client)
+        quiet = state.get(client_key)
+        if quiet is not None and now - float(quiet.get("last", 0)) >= CLIENT_FAILURE_MEMORY_S:
+            del state[client_key]  # a shared address (a ward's NAT) does not collect its users' typos all day
+        for key, threshold in ((pair, self.after), (client_key, self.client_after)):
             entry = state.setdefault(key, {"failures": 0, "locked_until": 0.0})
             entry["failures"] = int(entry["failures"]) + 1
             entry["last"] = now

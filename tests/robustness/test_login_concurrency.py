@@ -195,6 +195,30 @@ def test_one_client_cannot_spray_passwords_over_many_names(
     assert _outcomes(context)["login"] == 1
 
 
+def test_client_counts_per_ipv6_network_and_starts_again_after_a_quiet_hour(tmp_path: Path) -> None:
+    from clinfuse.dashboards.users import (
+        CLIENT_FAILURE_MEMORY_S,
+        CLIENT_LOCKOUT_AFTER,
+        Attempt,
+        LoginLimiter,
+        client_id,
+    )
+
+    assert client_id("2001:db8::1") == client_id("2001:db8::ffff:2") != client_id("2001:db8:0:1::1")
+    assert client_id("::ffff:192.0.2.1") == "192.0.2.1" and client_id(None) == "local"
+    limiter = LoginLimiter(tmp_path / "lockout.yaml")
+    client = client_id("198.51.100.7")
+    for i in range(CLIENT_LOCKOUT_AFTER - 1):
+        assert limiter.attempt(f"user{i}", client, now=1000.0) == Attempt(refused_s=0, lockout_s=0)
+    later = 1000.0 + CLIENT_FAILURE_MEMORY_S
+    assert limiter.attempt("user-late", client, now=later).lockout_s == 0, "typos an hour apart do not add up"
+    for i in range(CLIENT_LOCKOUT_AFTER - 2):
+        assert limiter.attempt(f"other{i}", client, now=later).lockout_s == 0
+    assert limiter.attempt("one-too-many", client, now=later).lockout_s == limiter.base
+    assert limiter.attempt("anyone", client, now=later + 1).refused_s == pytest.approx(limiter.base - 1)
+    assert limiter.attempt("anyone", client_id("198.51.100.8"), now=later + 1).refused_s == 0
+
+
 def _cost(hashed: bytes) -> int:
     return int(hashed.split(b"$")[2])
 
