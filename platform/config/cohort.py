@@ -92,6 +92,15 @@ class TableModality(_Modality):
     on_non_numeric: Literal["error", "coerce"] = "error"
     on_all_nan_column: Literal["error", "drop"] = "drop"
 
+    @model_validator(mode="after")
+    def _id_column_is_kept_and_distinct(self) -> TableModality:
+        if self.patient_id in self.exclude_columns:
+            raise ValueError(f"exclude_columns holds the patient id column '{self.patient_id}': remove it there")
+        roles = (self.patient_id, self.feature_column, self.value_column)
+        if self.layout == "long" and len(set(roles)) < len(roles):
+            raise ValueError("patient_id, feature_column and value_column must name three different columns")
+        return self
+
 
 class EhrModality(_Modality):
     """EHR read through PyHealth: MIMIC-IV CSV layout (hosp/, icu/)."""

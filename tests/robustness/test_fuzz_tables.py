@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 SPLITS = ["train"] * 6 + ["val", "val", "test", "test"]
@@ -143,6 +143,7 @@ table_options = st.fixed_dictionaries(
 
 @FUZZ
 @given(table=wide_tables(), options=table_options)
+@example(table="patient_id,g1\nP0,0.000\n", options={"exclude_columns": ["patient_id"]})  # found: a KeyError
 def test_fuzzed_wide_genomics_tables(probe, baseline: Path, table: str, options: dict) -> None:
     _check_ingest(probe, baseline, {"genomics.csv": table}, options)
 
