@@ -3,6 +3,8 @@ default, the server named by MLFLOW_TRACKING_URI when set), holding verified Cli
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -10,6 +12,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,34 @@ class ResolvedModel:
     manifest_sha256: str
 
 
+def _local_store(home: Path) -> str:
+    """The sqlite store under CLINFUSE_HOME, created whole: MLflow's schema migrations run on a staged file that
+    is renamed into place, so a command killed while creating it leaves no half-migrated database behind."""
+    from mlflow import MlflowClient
+
+    database = home / "mlflow.db"
+    if not database.exists():
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _locked(home / ".mlflow.db.lock"):
+            for leftover in home.glob(".mlflow.db.partial-*"):  # of a killed creator: the lock is ours now
+                leftover.unlink()
+            if not database.exists():
+                staged = home / f".mlflow.db.partial-{uuid.uuid4().hex[:8]}"
+                MlflowClient(f"sqlite:///{staged}").search_experiments(max_results=1)
+                staged.rename(database)
+    return f"sqlite:///{database}"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class ModelRegistry:
     def __init__(self, tracking_uri: str | None = None) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -46,10 +77,14 @@ class ModelRegistry:
 
         home = clinfuse_home()
         self.local = not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
-        self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
-        if self.local:
-            home.mkdir(parents=True, exist_ok=True)
+        self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or _local_store(home)
         self.client = MlflowClient(self.tracking_uri)
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:  # any driver or server error means the same to the user: the store is unusable
+            raise ClinFuseError(f"cannot open the model registry at {self.tracking_uri} ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:120]})", "check MLFLOW_TRACKING_URI and the server, or "
+                                "restore the registry's database from backup") from None  # fmt: skip
         self.downloads = home / "models"
 
     # -- writing -------------------------------------------------------------------------------------------

@@ -126,7 +126,10 @@ def test_register_killed_at_any_point_leaves_no_unverifiable_version(nki_run, tm
     env = {"CLINFUSE_HOME": str(home)}
     args = ["models", "register", str(nki_run), "--name", "killed", "--alias", "production"]
     artifacts = home / "mlartifacts"
-    for ready, settle in ((lambda: (home / "mlflow.db").exists(), 0.5),
+    # while MLflow creates its database (a half-migrated one used to break every later command), while it
+    # records the run, while it stores the bundle
+    for ready, settle in ((lambda: any(home.glob(".mlflow.db.partial-*")), 0.0),
+                          (lambda: (home / "mlflow.db").exists(), 0.5),
                           (lambda: any(artifacts.rglob("MANIFEST.json")), 0.0)):  # fmt: skip
         _kill_when(args, ready, settle, env=env)
         listing = _ok(["models", "list"], env=env)
