@@ -63,24 +63,31 @@ def test_unknown_references_fail_clearly(registered_model: str) -> None:
         registry.resolve("demo")
 
 
-def test_tampered_or_unknown_files_are_refused(evaluated_run: Path) -> None:
+def test_tampered_or_unknown_files_are_refused_and_a_local_copy_fetched_again(evaluated_run: Path) -> None:
+    from clinfuse.pipelines.registry.model_folder import open_model
+    from clinfuse.pipelines.registry.store import MANIFEST_TAG
+
     registry = ModelRegistry()
     version = registry.register(evaluated_run, "tamper")
     bundle = registry.resolve(f"tamper/{version}").path
+    expected = registry.client.get_model_version("tamper", str(version)).tags[MANIFEST_TAG]
     calibration = bundle / "calibration.json"
     original = calibration.read_text()
     calibration.write_text(original.replace('"slope": ', '"slope": 1'))
     with pytest.raises(ClinFuseError, match="calibration.json does not match its sha256"):
-        registry.resolve(f"tamper/{version}")
-    calibration.write_text(original)
+        open_model(bundle, expected)
+    assert registry.resolve(f"tamper/{version}").path == bundle  # the local copy was fetched again
+    assert calibration.read_text() == original
     (bundle / "extra.pkl").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(ClinFuseError, match="unknown file"):
-        registry.resolve(f"tamper/{version}")
-    (bundle / "extra.pkl").unlink()
+        open_model(bundle, expected)
+    registry.resolve(f"tamper/{version}")
+    assert not (bundle / "extra.pkl").exists()
     manifest = json.loads((bundle / "MANIFEST.json").read_text())  # a forger rewriting the manifest too
     (bundle / "MANIFEST.json").write_text(json.dumps(manifest | {"format": 1, "note": "forged"}))
     with pytest.raises(ClinFuseError, match="differs from the registered one"):
-        registry.resolve(f"tamper/{version}")
+        open_model(bundle, expected)
+    assert open_model(registry.resolve(f"tamper/{version}").path, expected).kind == "bundle"
 
 
 def test_unevaluated_run_cannot_be_registered(evaluated_run: Path, tmp_path: Path) -> None:
