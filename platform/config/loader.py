@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 from clinfuse.platform.config.cohort import CohortConfig
 from clinfuse.platform.errors import ClinFuseError
@@ -115,36 +114,9 @@ def _check_files(config: CohortConfig, labels_required: bool) -> None:
 
 def _read_header(path: Path) -> list[str]:
     """The cohort table's column names as written (pandas would rename a repeated 'x' to 'x.1')."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from clinfuse.platform.ingest.table_source import read_source_header  # the ingest imports this package
 
-    try:
-        if path.suffix == ".parquet":
-            names = list(pq.read_schema(path).names)
-        else:
-            sep = "\t" if path.suffix in {".tsv", ".tab"} else ","
-            first_row = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
-            names = [str(name) for name in first_row]
-    except pd.errors.EmptyDataError:
-        raise ClinFuseError(
-            f"cohort.path: {path} is empty", "export the cohort table with a header row and one row per patient"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ClinFuseError(
-            f"cohort.path: {path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
-            "save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`",
-        ) from None
-    except pd.errors.ParserError as exc:
-        raise ClinFuseError(
-            f"cohort.path: {path} is not a well-formed table: {str(exc).strip().splitlines()[-1]}",
-            "check the delimiter (comma for .csv, tab for .tsv)",
-        ) from None
-    except (pa.ArrowException, OSError) as exc:
-        raise ClinFuseError(f"cohort.path: {path} is not a readable Parquet file ({exc})", "export it again") from None
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise ClinFuseError(f"cohort.path: {path} has duplicated column name(s) {duplicated[:5]}", "rename them")
-    return names
+    return read_source_header(path, f"cohort.path: {path}")
 
 
 def _is_file(path: Path) -> bool:
