@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import polars as pl
 from clinfuse.platform.config import EhrModality
@@ -68,7 +69,11 @@ def load_ehr_events(
             .collect()
             .item()
         )
-    return collected.to_pandas(), int(excluded)
+    frame = collected.to_pandas()
+    # Days from whole seconds, divided by numpy after collection: polars' division of the same value differed by
+    # one ulp between two ingests of the same files, which made a re-ingested cache differ from the first.
+    frame.insert(1, "days_before_index", frame.pop("seconds_before_index").to_numpy(np.float64) / 86400.0)
+    return frame, int(excluded)
 
 
 @contextlib.contextmanager
@@ -104,7 +109,7 @@ def _before_index(events: pl.LazyFrame, cohort: pl.DataFrame, event_type: str) -
         .join(cohort.lazy(), on="patient_id", how="inner")
         .filter(pl.col("timestamp").is_not_null() & (pl.col("timestamp") < pl.col("index_time")))
         .with_columns(
-            ((pl.col("index_time") - pl.col("timestamp")).dt.total_seconds() / 86400.0).alias("days_before_index")
+            (pl.col("index_time") - pl.col("timestamp")).dt.total_seconds().alias("seconds_before_index")
         )
     )
 
@@ -117,7 +122,7 @@ def _codes(events: pl.LazyFrame, cohort: pl.DataFrame, table: str, column: str, 
         _before_index(events, cohort, table)
         .select(
             pl.col("patient_id"),
-            pl.col("days_before_index"),
+            pl.col("seconds_before_index"),
             pl.lit(table).alias("kind"),
             (pl.lit(f"{prefix}:") + code).alias("code"),
             pl.lit(None, dtype=pl.Float64).alias("value"),
@@ -133,7 +138,7 @@ def _labs(events: pl.LazyFrame, cohort: pl.DataFrame) -> pl.LazyFrame:
         _before_index(events, cohort, "labevents")
         .select(
             pl.col("patient_id"),
-            pl.col("days_before_index"),
+            pl.col("seconds_before_index"),
             pl.lit("labevents").alias("kind"),
             (pl.lit("LAB:") + pl.col("labevents/itemid").str.strip_chars()).alias("code"),
             pl.col("labevents/valuenum").cast(pl.Float64, strict=False).alias("value"),
