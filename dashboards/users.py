@@ -310,16 +310,6 @@ class LoginLimiter:
             self._write(state, now)
         return Attempt(refused_s=0.0, lockout_s=lockout)
 
-    def failure(self, name: str, client: str = LOCAL_CLIENT, now: float | None = None) -> float:
-        """Record a wrong password without asking whether the client was locked (`attempt` asks first); returns
-        the lockout (seconds) now in force for that name and client."""
-        now = time.time() if now is None else now
-        with _locked(self.path):
-            state = self._read()
-            lockout = self._count_failure(state, name, client, now)
-            self._write(state, now)
-        return lockout
-
     def success(self, name: str, client: str = LOCAL_CLIENT, now: float | None = None) -> None:
         """The right password: clear the name's count for this client and take back the client's advance count."""
         now = time.time() if now is None else now

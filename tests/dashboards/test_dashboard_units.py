@@ -40,14 +40,17 @@ def test_users_file_keeps_bcrypt_hashes_only_with_mode_600(tmp_path: Path) -> No
 
 def test_lockout_grows_exponentially_and_survives_a_new_limiter(tmp_path: Path) -> None:
     limiter = LoginLimiter(tmp_path / "lock.yaml", after=3, base=30, maximum=100)
-    assert [limiter.failure("alice", now=1000.0) for _ in range(5)] == [0, 0, 30, 60, 100]
+    # each attempt after the lock has run out: 3 failures lock for 30 s, then 60, then the maximum
+    lockouts = [limiter.attempt("alice", now=t).lockout_s for t in (1000.0, 1000.0, 1000.0, 1031.0, 1092.0)]
+    assert lockouts == [0, 0, 30, 60, 100]
+    assert limiter.attempt("alice", now=1100.0).refused_s == pytest.approx(92)  # locked: not counted
     reopened = LoginLimiter(tmp_path / "lock.yaml", after=3, base=30, maximum=100)
-    assert reopened.seconds_locked("alice", now=1050.0) == pytest.approx(50)
-    assert reopened.seconds_locked("Alice ", now=1050.0) == pytest.approx(50), "names compare case-insensitively"
-    assert reopened.seconds_locked("bob", now=1050.0) == 0
+    assert reopened.seconds_locked("alice", now=1142.0) == pytest.approx(50)
+    assert reopened.seconds_locked("Alice ", now=1142.0) == pytest.approx(50), "names compare case-insensitively"
+    assert reopened.seconds_locked("bob", now=1142.0) == 0
     assert "alice" not in (tmp_path / "lock.yaml").read_text(), "names are stored hashed"
     reopened.success("alice")
-    assert reopened.seconds_locked("alice", now=1050.0) == 0
+    assert reopened.seconds_locked("alice", now=1142.0) == 0
 
 
 def test_audit_log_appends_one_json_line_per_record(tmp_path: Path) -> None:
