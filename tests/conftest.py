@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -94,3 +95,31 @@ def demo_scores(registered_model: str, demo_cohort: Path, tmp_path_factory: pyte
     out = tmp_path_factory.mktemp("scores") / "scores.parquet"
     score(registered_model, demo_cohort / "cohort.yaml", out, explain=True, workers=2, chunk_size=SCORE_CHUNK_SIZE)
     return out
+
+
+REAL_COHORTS = Path(__file__).parent / "benchmarks" / "real_cohorts.py"
+
+
+def _real_cohorts():
+    """tests/benchmarks/real_cohorts.py (survset's public cohorts as ClinFuse cohorts), loaded as a module."""
+    spec = importlib.util.spec_from_file_location("real_cohorts", REAL_COHORTS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def nki_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cohort.yaml of the real NKI-70 cohort (139 patients, 70 genes + clinical); read-only."""
+    return _real_cohorts().write_cohort("nki70", tmp_path_factory.mktemp("nki70") / "cohort")
+
+
+@pytest.fixture(scope="session")
+def nki_cache(nki_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """NKI-70 ingested once per test session; read-only."""
+    from clinfuse.platform.ingest import ingest
+
+    cache = tmp_path_factory.mktemp("nki-cache") / "cache"
+    ingest(nki_cohort, cache, workers=1)
+    return cache

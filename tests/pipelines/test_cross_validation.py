@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +15,6 @@ from clinfuse.pipelines.training.cross_validation import fold_splits
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
 from sklearn.linear_model import LogisticRegressionCV
-
-REAL_COHORTS = Path(__file__).parents[1] / "benchmarks" / "real_cohorts.py"
-
-
-def _real_cohorts():
-    spec = importlib.util.spec_from_file_location("real_cohorts", REAL_COHORTS)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def nki_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from clinfuse.platform.ingest import ingest
-
-    root = tmp_path_factory.mktemp("nki70")
-    _real_cohorts().write_cohort("nki70", root / "cohort")
-    ingest(root / "cohort" / "cohort.yaml", root / "cache", workers=1)
-    return root / "cache"
 
 
 def test_folds_cover_every_patient_once_per_repeat_with_disjoint_validation() -> None:

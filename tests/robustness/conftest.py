@@ -95,36 +95,10 @@ def probe() -> type[Probe]:
     return Probe
 
 
-# -- one small real cohort, trained, registered and scored once per session ------------------------------------
-# NKI-70 (139 breast-cancer patients, 70 genes + clinical; shipped by survset): real data, and every branch is
-# linear, so a run trains in seconds and a killed command can be rerun several times within the suite's budget.
-REAL_COHORTS = Path(__file__).parents[1] / "benchmarks" / "real_cohorts.py"
+# -- one small real cohort (nki_cohort, nki_cache: tests/conftest.py), trained, registered and scored once ------------
+# NKI-70's branches are all linear, so a run trains in seconds and a killed command can be rerun several times
+# within the suite's budget.
 NKI_MODEL = "nki-robustness"
-
-
-def _real_cohorts():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("real_cohorts", REAL_COHORTS)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def nki_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """cohort.yaml of NKI-70 (read-only: copy the folder to change it)."""
-    return _real_cohorts().write_cohort("nki70", tmp_path_factory.mktemp("nki70") / "cohort")
-
-
-@pytest.fixture(scope="session")
-def nki_cache(nki_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from clinfuse.platform.ingest import ingest
-
-    cache = tmp_path_factory.mktemp("nki-cache") / "cache"
-    ingest(nki_cohort, cache, workers=1)
-    return cache
 
 
 @pytest.fixture(scope="session")
