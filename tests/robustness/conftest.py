@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The fuzz tests' common settings: the same examples on every run (a failure reproduces), no deadline (an
+# ingest's time varies with the machine), no example database written to disk.
+settings.register_profile("robustness", deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
 
 
 @dataclass(frozen=True)

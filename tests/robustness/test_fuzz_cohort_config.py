@@ -18,18 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 SPLITS = ["train"] * 6 + ["val", "val", "test", "test"]
 IDS = [f"P{i}" for i in range(len(SPLITS))]
-FUZZ = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = settings(settings.get_profile("robustness"), max_examples=150)  # see tests/robustness/conftest.py
 VALID: dict[str, Any] = {
     "name": "fuzz",
     "cohort": {"path": "cohort.csv", "patient_id": "patient_id", "label": "label", "index_time": "index_time",

@@ -15,18 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 SPLITS = ["train"] * 6 + ["val", "val", "test", "test"]
 IDS = [f"P{i}" for i in range(len(SPLITS))]
-FUZZ = settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = settings(settings.get_profile("robustness"), max_examples=40)  # see tests/robustness/conftest.py
 
 # ids a real export holds: the cohort's own, NA-like text, blanks, numbers with leading zeros, unicode, commas
 ID_POOL = [*IDS, "NA", "None", "nan", "", "  ", "007", "7", "P1 ", "Pé", "P,1", '"P2"', "P\t3"]
