@@ -83,18 +83,25 @@ def _in_threads(count: int, action) -> None:
         raise errors[0]
 
 
-def test_simultaneous_wrong_passwords_in_one_server_check_at_most_the_limit(
-    dashboard_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    context = AppContext.from_environment()
-    checks: list[bytes] = []
+@pytest.fixture
+def bcrypt_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The hashes bcrypt.checkpw is asked to check, in order (the real check still runs)."""
+    checked: list[bytes] = []
     real_checkpw = bcrypt.checkpw
 
-    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
-        checks.append(hashed)
+    def recording_checkpw(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
         return real_checkpw(password, hashed)
 
-    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    monkeypatch.setattr(bcrypt, "checkpw", recording_checkpw)
+    return checked
+
+
+def test_simultaneous_wrong_passwords_in_one_server_check_at_most_the_limit(
+    dashboard_files: dict[str, str], bcrypt_checks: list[bytes]
+) -> None:
+    context = AppContext.from_environment()
+    checks = bcrypt_checks
     _in_threads(ATTEMPTS, lambda i: login._attempt(context, "alice", f"wrong password {i}"))
 
     assert len(checks) == AFTER, f"{len(checks)} passwords were checked; the lockout allows {AFTER}"
@@ -225,17 +232,10 @@ def _cost(hashed: bytes) -> int:
 
 @pytest.mark.parametrize("stored_cost", [BCRYPT_ROUNDS, 10])
 def test_an_unknown_name_costs_the_same_bcrypt_work_as_a_known_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stored_cost: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stored_cost: int, bcrypt_checks: list[bytes]
 ) -> None:
     users = Path(_dashboard_files(tmp_path, monkeypatch, stored_cost)["CLINFUSE_DASHBOARD_USERS"])
-    checked: list[bytes] = []
-    real_checkpw = bcrypt.checkpw
-
-    def recording_checkpw(password: bytes, hashed: bytes) -> bool:
-        checked.append(hashed)
-        return real_checkpw(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", recording_checkpw)
+    checked = bcrypt_checks
 
     store = UserStore(users)
     assert store.verify("alice", "wrong password!") is None
