@@ -18,7 +18,6 @@ Users file (`clinfuse users add` writes it; never edit hashes by hand):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import ipaddress
@@ -27,7 +26,6 @@ import re
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +33,7 @@ from pathlib import Path
 import bcrypt
 import yaml
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.file_lock import exclusive
 
 CLINICIAN = "clinician"
 DATA_SCIENTIST = "data_scientist"
@@ -104,16 +103,9 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path) -> contextlib.AbstractContextManager[None]:
     """An exclusive lock beside `path`, so concurrent writers (CLI, server sessions) do not lose updates."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return exclusive(path.with_name(f".{path.name}.lock"))
 
 
 class UserStore:

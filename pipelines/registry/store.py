@@ -3,8 +3,6 @@ default, the server named by MLFLOW_TRACKING_URI when set), holding verified Cli
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -12,7 +10,6 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from clinfuse.pipelines.registry.bundle import PROVENANCE_FILE, build_bundle
 from clinfuse.pipelines.registry.model_folder import open_model
 from clinfuse.pipelines.training import run_files
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.file_lock import exclusive
 from clinfuse.platform.security import clinfuse_home
 
 EXPERIMENT = "clinfuse"
@@ -47,8 +45,7 @@ def _local_store(home: Path) -> str:
 
     database = home / "mlflow.db"
     if not database.exists():
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with _locked(home / ".mlflow.db.lock"):
+        with exclusive(home / ".mlflow.db.lock"):
             for leftover in home.glob(".mlflow.db.partial-*"):  # of a killed creator: the lock is ours now
                 leftover.unlink()
             if not database.exists():
@@ -56,16 +53,6 @@ def _local_store(home: Path) -> str:
                 MlflowClient(f"sqlite:///{staged}").search_experiments(max_results=1)
                 staged.rename(database)
     return f"sqlite:///{database}"
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 class ModelRegistry:
