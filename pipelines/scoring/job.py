@@ -64,9 +64,6 @@ def score(
     work = out.with_suffix(".work")
     cache = ingest_for_scoring(config, resolved.path, work / "cache", workers=None, progress=progress)
     patients = len(cache.cohort)
-    if patients == 0:
-        raise ClinFuseError(f"the cohort of {config} has no patients to score",
-                            "check the cohort table's path and rows in the config")  # fmt: skip
     ingested = time.perf_counter()
     job = {
         "model_name": resolved.name,
