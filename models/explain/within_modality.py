@@ -43,11 +43,14 @@ class AttributionContext:
 
 @dataclass
 class Attribution:
-    """Top contributions (name, text, value) and, for images, a heatmap at the input resolution."""
+    """Top contributions (name, text, value); a heatmap over the input (an image's pixels, a waveform's leads x
+    samples) where the kind has one; `detail`: further JSON values a kind's dashboard section draws (e.g. the
+    notes' tokens with their values)."""
 
     kind: str
     top: list[dict]
     heatmap: np.ndarray | None = None
+    detail: dict = field(default_factory=dict)
 
 
 class _BranchLogit(nn.Module):

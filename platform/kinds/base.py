@@ -1,0 +1,127 @@
+"""`ModalityKind`: everything ClinFuse needs to ingest, learn from, explain and show one kind of data.
+
+A kind is one object bundling its parts, one per stage of the pipeline:
+
+| part | stage | what it does |
+| --- | --- | --- |
+| `config_model` | cohort.yaml | the modality's fields (a `KindConfig`), validated when the config loads |
+| `ingest` | `clinfuse ingest` | source files -> the modality's folder of the feature cache (+ a frozen alignment) |
+| `reader` | training, scoring | cache row -> the encoder's input tensors (zeros when absent) |
+| `build_encoder`, `architectures`, `default_architectures` | training | the encoder per architecture; CPU/GPU defaults |
+| `baseline_features` | XGBoost baseline | named feature columns per patient |
+| `attribution_context`, `attribute` | explanations | attributions inside the modality, on its branch logit |
+| `render_section` | dashboard | the patient page's section (a generic one when the kind has none) |
+
+Optional parts have defaults here: `augmenter` (training-time augmentation), `feature_table` (kinds whose input is
+one feature vector per patient: linear/tree branch selection, screening and SHAP backgrounds apply to them),
+`describe_source` (facts about the source shown beside an attribution), `why_absent`.
+
+The methods that need torch, scipy or streamlit import them where they run, so loading a config never imports a
+model library. Kinds are found through the `clinfuse.kinds` entry points (`registry.py`); `check_kind` says
+which part a kind lacks, and tests/kinds/test_conformance.py runs every registered kind end to end.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from clinfuse.platform.kinds.config import KindConfig
+
+if TYPE_CHECKING:  # the parts' argument types; importing them here would pull torch into config loading
+    import pandas as pd
+    from clinfuse.models.encoders.registry import EncoderSpec
+    from clinfuse.models.explain.within_modality import Attribution, AttributionContext
+    from clinfuse.models.fusion import ModalityBranch
+    from clinfuse.platform.cache import FeatureCache
+    from clinfuse.platform.ingest.cohort_table import Cohort
+    from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
+    from torch import Tensor, nn
+
+Reader = Callable[[int], dict[str, np.ndarray]]  # modality row (-1: absent) -> the encoder's input arrays
+
+
+@dataclass(frozen=True)
+class FeatureBlock:
+    """A kind's columns in the XGBoost baseline: their names and, for present patients given by their modality
+    rows (with this modality's embedding from the trained encoder, in the same order), their values."""
+
+    names: list[str]
+    values: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (rows (n,), embeddings (n, D)) -> (n, len(names))
+
+
+@dataclass(frozen=True)
+class SectionData:
+    """What a kind's dashboard section receives for one present patient."""
+
+    modality: str
+    patient: str  # pseudonym
+    row: int  # the patient's row in the modality's cache arrays (>= 0)
+    cache: FeatureCache  # the scoring feature cache, read-only
+    entry: dict  # the within-modality explanation: kind, top, heatmap (array or None), detail, source_geometry
+
+
+class ModalityKind(ABC):
+    """One kind of modality data. Subclasses set the class attributes and implement the abstract parts."""
+
+    name: ClassVar[str]  # the `kind:` value in cohort.yaml
+    label: ClassVar[str]  # how the dashboard names the kind ("image", "clinical notes")
+    config_model: ClassVar[type[KindConfig]]
+    architectures: ClassVar[tuple[str, ...]]
+    default_architectures: ClassVar[dict[str, str]]  # {"cpu": ..., "gpu": ...}, both in `architectures`
+    channels_last: ClassVar[bool] = False  # inputs are images: channels-last memory on GPU
+
+    @abstractmethod
+    def ingest(self, config: Any, cohort: Cohort, out: Path, context: IngestContext) -> ModalityOutput:
+        """Read the source, keep data from before each patient's index time, write the modality's cache folder.
+        With `context.alignment` (scoring) apply that frozen alignment instead of fitting one on `train`."""
+
+    def why_absent(self, report: dict) -> str:
+        """Why the modality found none of the cohort's patients, from its ingest report (for the error)."""
+        return f"{report.get('patients_present', 0)} patients with usable data"
+
+    @abstractmethod
+    def reader(self, cache: FeatureCache, name: str) -> tuple[Reader, dict[str, int]]:
+        """A reader of cache rows and the input dimensions the encoder is built with."""
+
+    def augmenter(self, seed: int) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None:
+        """Training-time augmentation of one patient's inputs, or None (inputs used as stored)."""
+        return None
+
+    def feature_table(self, cache: FeatureCache, name: str) -> pd.DataFrame | None:
+        """The modality as one row of named features per patient ('patient' column first), or None."""
+        return None
+
+    @abstractmethod
+    def build_encoder(self, spec: EncoderSpec) -> nn.Module:
+        """The encoder for `spec.architecture` (one of `architectures`), mapping inputs to `spec.embed_dim`."""
+
+    @abstractmethod
+    def baseline_features(self, cache: FeatureCache, name: str, embed_dim: int) -> FeatureBlock:
+        """The modality's columns in the XGBoost baseline (read what is needed once: scoring asks per chunk)."""
+
+    def explain_background(self, cache: FeatureCache, name: str, seed: int) -> np.ndarray | None:
+        """A summary of the training patients' inputs stored with the model for attributions, or None."""
+        return None
+
+    @abstractmethod
+    def attribution_context(self, cache: FeatureCache, name: str, background: np.ndarray | None
+                            ) -> AttributionContext:  # fmt: skip
+        """Names, texts and background the attributions of this modality need (read once per explainer)."""
+
+    @abstractmethod
+    def attribute(self, branch: ModalityBranch, inputs: dict[str, Tensor], context: AttributionContext
+                  ) -> Attribution:  # fmt: skip
+        """Attributions of one patient (a batch of one) on the branch's logit."""
+
+    def describe_source(self, cache: FeatureCache, name: str, row: int) -> dict:
+        """Facts about the patient's source data stored beside the attribution (e.g. the image's geometry)."""
+        return {}
+
+    def render_section(self, section: SectionData) -> bool:
+        """Draw the patient's section on the dashboard (streamlit); False: the dashboard draws a generic one."""
+        return False
