@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 from clinfuse.dashboards import data_source
 from clinfuse.dashboards.audit import AuditLog
@@ -81,21 +80,12 @@ def explanation(context: AppContext, patient: str) -> data_source.Explanation:
     return _explanation(str(context.scores_path), context.version, patient)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _image(path: str, version: str, modality: str, patient: str) -> np.ndarray | None:
-    return _patient_data(path, version).image(modality, patient)
-
-
-def image(context: AppContext, modality: str, patient: str) -> np.ndarray | None:
-    return _image(str(context.scores_path), context.version, modality, patient)
+def section_data(context: AppContext, modality: str, patient: str, entry: dict):
+    return patient_data(context).section_data(modality, patient, entry)
 
 
 def prefetch(context: AppContext, patients: list[str]) -> None:
     patient_data(context).prefetch(patients)
-
-
-def events(context: AppContext, modality: str, patient: str):
-    return patient_data(context).events(modality, patient)
 
 
 @st.cache_data(show_spinner=False, max_entries=2)

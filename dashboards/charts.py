@@ -24,6 +24,9 @@ EHR_KIND_LABELS = {
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
 
 
+PLOT_CONFIG = {"displaylogo": False}  # plotly charts without the vendor logo
+
+
 def percent(value: float, digits: int = 1) -> str:
     return "n/a" if value is None or value != value else f"{100 * value:.{digits}f}%"
 

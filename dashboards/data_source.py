@@ -1,7 +1,8 @@
 """The dashboard's only door to data: the scores file, the model bundle, the feature cache and the explainer.
 
-Nothing here retrains or rescores: the scores come from `clinfuse score`, images and EHR events from the
-scoring feature cache, explanations from the registered model's explainer. Pages receive plain objects
+Nothing here retrains or rescores: the scores come from `clinfuse score`, each modality's data (read by its
+kind's dashboard section) from the scoring feature cache, explanations from the registered model's explainer.
+Pages receive plain objects
 (`Scores`, `Explanation`, numpy arrays, DataFrames) and never import the pipelines. No streamlit import: caching
 is the app's business (app.py wraps these calls in st.cache_data / st.cache_resource).
 """
@@ -20,8 +21,8 @@ import numpy as np
 import pandas as pd
 from clinfuse.pipelines.scoring.results import ScoreResults
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.kinds import SectionData
 
-KINDS = ("dicom", "table", "ehr")
 METRICS_FILE = "metrics.json"
 MODEL_CARD_FILES = ("model_card.md", "report.md")
 CALIBRATION_PLOT = "calibration.png"
@@ -63,7 +64,7 @@ class Explanation:
     probability_values: dict[str, float]  # present modalities only
     logit_values: dict[str, float]
     absent: list[str]
-    within: dict[str, dict] = field(default_factory=dict)  # name -> {kind, top, heatmap (array or None), geometry}
+    within: dict[str, dict] = field(default_factory=dict)  # name -> {kind, top, heatmap, source_geometry, detail}
     xgboost: dict | None = None  # probability, logit_values, logit_base, absent
 
     def to_json(self) -> dict:
@@ -144,7 +145,6 @@ class PatientData:
         self.cache = FeatureCache(self.results.cache)
         self.modalities = dict(self.results.modalities)
         self._row_of = {p: i for i, p in enumerate(self.cache.cohort["patient"].astype(str))}
-        self._events: dict[str, dict[str, pd.DataFrame]] = {}
         self._memo: OrderedDict[str, Explanation] = OrderedDict()
         self._memo_lock = threading.Lock()
         self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -153,33 +153,17 @@ class PatientData:
         self._warming: threading.Thread | None = None
         self._lock = threading.Lock()  # explanations run autograd on one shared model: one at a time
         self._load_lock = threading.Lock()
-        self._events_lock = threading.Lock()
 
     def _cohort_row(self, patient: str) -> int | None:
         return self._row_of.get(patient)
 
-    def image(self, modality: str, patient: str) -> np.ndarray | None:
-        """The preprocessed image (square, float32 in [0, 1]) the model saw, or None when absent."""
+    def section_data(self, modality: str, patient: str, entry: dict) -> SectionData | None:
+        """What the modality's dashboard section draws for this patient, or None when the cache has no data."""
         row = self._cohort_row(patient)
-        if row is None:
-            return None
-        index = int(self.cache.rows(modality)[row])
+        index = -1 if row is None else int(self.cache.rows(modality)[row])
         if index < 0:
             return None
-        return np.asarray(self.cache.array(modality, "images")[index], dtype=np.float32)
-
-    def events(self, modality: str, patient: str) -> pd.DataFrame:
-        """EHR events strictly before the index time (days_before_index, kind, code, value, unit, text)."""
-        if modality not in self._events:
-            with self._events_lock:
-                if modality not in self._events:
-                    table = self.cache.table(modality, "events")
-                    self._events[modality] = {
-                        str(p): frame.drop(columns="patient").reset_index(drop=True)
-                        for p, frame in table.groupby("patient", sort=False)
-                    }
-        empty = pd.DataFrame(columns=["days_before_index", "kind", "code", "value", "unit", "text"])
-        return self._events[modality].get(patient, empty)
+        return SectionData(modality=modality, patient=patient, row=index, cache=self.cache, entry=entry)
 
     @property
     def explainer(self):
@@ -239,7 +223,8 @@ class PatientData:
                 "kind": entry["kind"],
                 "top": list(entry["top"]),
                 "heatmap": None if heatmap is None else np.asarray(heatmap, dtype=np.float32),
-                "geometry": entry.get("source_geometry"),
+                "source_geometry": entry.get("source_geometry"),
+                "detail": entry.get("detail") or {},
             }
         shapley = raw.modality
         return Explanation(

@@ -1,5 +1,5 @@
-"""Patient page: risk with interval and band, modality waterfall, image with heatmap, genes / features, EHR
-timeline, fusion beside XGBoost. Sections follow the configured modalities and dispatch on their kind."""
+"""Patient page: risk with interval and band, modality waterfall, fusion beside XGBoost, then one section per
+configured modality, drawn by its kind (image with heatmap, features, EHR timeline, highlighted notes, ECG)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from clinfuse.dashboards.cached import AppContext
 from clinfuse.dashboards.page_cohort import PATIENT_KEY, VIEWED_KEY, ranked_table
 from clinfuse.dashboards.tables import disagreement
 from clinfuse.dashboards.users import User
+from clinfuse.platform.kinds import kinds
 
 PICKER_KEY = "patient_picker"
 XGBOOST_CONSISTENCY = 0.02  # largest gap between the explained and the scored XGBoost risk
-KIND_LABELS = {"dicom": "image", "table": "table features", "ehr": "EHR"}
-PLOT_CONFIG = {"displaylogo": False}
 
 
 def _display_id(row) -> str:
@@ -94,7 +93,7 @@ def render(context: AppContext, user: User) -> None:
     with left:
         st.plotly_chart(
             charts.modality_waterfall(base, values, absent_from_values, float(row["risk"])),
-            config=PLOT_CONFIG,
+            config=charts.PLOT_CONFIG,
             key="waterfall",
         )
         if absent_from_values:
@@ -105,18 +104,8 @@ def render(context: AppContext, user: User) -> None:
     with right:
         _fusion_vs_xgboost(context, row, explanation)
 
-    for name, kind in scores.modalities.items():
-        st.subheader(f"{name} · {KIND_LABELS.get(kind, kind)}")
-        if name not in present:
-            st.info(f"{name}: absent for this patient — not available, so it contributes nothing (absent, not zero).")
-            continue
-        entry = explanation.within.get(name, {"kind": kind, "top": [], "heatmap": None})
-        if kind == "dicom":
-            _dicom_section(context, name, patient, entry)
-        elif kind == "table":
-            _table_section(name, entry)
-        elif kind == "ehr":
-            _ehr_section(context, name, patient, entry)
+    for name, kind_name in scores.modalities.items():
+        _modality_section(context, name, kind_name, patient, present, explanation)
 
     export = {
         "patient": patient,
@@ -200,7 +189,7 @@ def _fusion_vs_xgboost(context: AppContext, row: pd.Series, explanation: data_so
     )
     st.plotly_chart(
         charts.fusion_vs_xgboost(explanation.logit_values, xgb_values if consistent else {}, explanation.absent),
-        config=PLOT_CONFIG,
+        config=charts.PLOT_CONFIG,
         key="fusion_vs_xgboost",
     )
     st.caption(
@@ -219,62 +208,26 @@ def _fusion_vs_xgboost(context: AppContext, row: pd.Series, explanation: data_so
         st.caption(f"Fusion model and XGBoost baseline agree on this patient's {agreed}.")
 
 
-def _dicom_section(context: AppContext, name: str, patient: str, entry: dict) -> None:
-    image = cached.image(context, name, patient)
-    if image is None:
-        st.info(f"{name}: no image in the feature cache for this patient.")
+def _modality_section(context: AppContext, name: str, kind_name: str, patient: str, present: list[str],
+                      explanation: data_source.Explanation) -> None:  # fmt: skip
+    """The modality's own section, drawn by its kind; a generic one for a kind without one (or not installed)."""
+    kind = kinds().get(kind_name)
+    st.subheader(f"{name} · {kind.label if kind else kind_name}")
+    if name not in present:
+        st.info(f"{name}: absent for this patient — not available, so it contributes nothing (absent, not zero).")
         return
-    picture, controls = st.columns([3, 2])
-    with controls:
-        overlay = st.toggle(
-            "Attribution heatmap overlay", value=True, key=f"overlay_{name}", disabled=entry.get("heatmap") is None
-        )
-        level = st.slider("Level (window centre)", 0.0, 1.0, 0.5, 0.01, key=f"level_{name}")
-        width = st.slider("Window width", 0.05, 1.0, 1.0, 0.01, key=f"width_{name}")
-        opacity = st.slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05, key=f"opacity_{name}", disabled=not overlay)
-        geometry = entry.get("geometry") or {}
-        st.caption(
-            "The image as the model saw it (windowed at ingestion, resized and padded to "
-            f"{image.shape[-1]}×{image.shape[-1]}"
-            + (f"; source {geometry['rows']}×{geometry['cols']} pixels" if geometry.get("rows") else "")
-            + "). The heatmap shows integrated-gradient attributions that raise the risk."
-        )
-    heatmap = entry.get("heatmap") if overlay else None
-    with picture:
-        st.image(
-            charts.compose_image(image, level, width, heatmap, opacity),
-            width=460,
-            caption=f"{name}" + (" with attribution overlay" if heatmap is not None else ""),
-        )
+    entry = explanation.within.get(name, {"kind": kind_name, "top": [], "heatmap": None})
+    section = cached.section_data(context, name, patient, entry)
+    if section is None:
+        st.info(f"{name}: no data in the feature cache for this patient.")
+    elif kind is None or not kind.render_section(section):
+        _generic_section(name, entry)
 
 
-def _table_section(name: str, entry: dict) -> None:
+def _generic_section(name: str, entry: dict) -> None:
+    """The contributions a kind reports, as signed bars (kinds without a section of their own)."""
     if not entry.get("top"):
-        st.caption("No feature attributions for this modality.")
+        st.caption(f"{name}: no attributions to show for this modality.")
         return
-    st.plotly_chart(
-        charts.signed_bars(entry["top"], f"{name}: top features (SHAP)"), config=PLOT_CONFIG, key=f"bars_{name}"
-    )
-
-
-def _ehr_section(context: AppContext, name: str, patient: str, entry: dict) -> None:
-    events = cached.events(context, name, patient)
-    timeline, bars = st.columns([3, 2])
-    with timeline:
-        if len(events):
-            st.plotly_chart(
-                charts.ehr_timeline(events, entry.get("top", [])), config=PLOT_CONFIG, key=f"timeline_{name}"
-            )
-            st.caption(
-                f"{len(events)} events before the index time; coloured markers are the codes and labs "
-                "that moved the risk most."
-            )
-        else:
-            st.caption("No events before the index time.")
-    with bars:
-        if entry.get("top"):
-            st.plotly_chart(
-                charts.signed_bars(entry["top"], f"{name}: contributing codes and labs"),
-                config=PLOT_CONFIG,
-                key=f"bars_{name}",
-            )
+    st.plotly_chart(charts.signed_bars(entry["top"], f"{name}: top contributions"), config=charts.PLOT_CONFIG,
+                    key=f"bars_{name}")  # fmt: skip

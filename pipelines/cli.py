@@ -89,8 +89,12 @@ def train_command(
             help="false discovery rate for screening table inputs on training; 0 keeps all",
         ),
     ] = 0.1,
+    encoder: Annotated[
+        list[str] | None,
+        typer.Option("--encoder", help="MODALITY=ARCHITECTURE or KIND=ARCHITECTURE (repeatable), e.g. ecg=resnet1d"),
+    ] = None,
     image_encoder: Annotated[
-        str | None, typer.Option("--image-encoder", help="small_cnn, densenet121 or densenet121_3d")
+        str | None, typer.Option("--image-encoder", help="same as --encoder dicom=ARCHITECTURE")
     ] = None,
     table_encoder: Annotated[
         str, typer.Option("--table-encoder", help="auto (chosen per table modality), linear, xgboost, mlp or snn")
@@ -116,7 +120,8 @@ def train_command(
     settings = TrainSettings(
         max_epochs=max_epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
         seed=seed, batch_size=batch_size, patience=patience, branch_patience=branch_patience,
-        screening_fdr=screening_fdr or None, image_encoder=image_encoder, table_encoder=table_encoder,
+        screening_fdr=screening_fdr or None, encoders=_encoder_choices(encoder or [], image_encoder),
+        table_encoder=table_encoder,
         num_workers=num_workers,
         mlflow_tracking_uri=mlflow_uri,
     )  # fmt: skip
@@ -131,6 +136,17 @@ def train_command(
                    "ingest's split")  # fmt: skip
     run = train(cache, out, settings) if cv is None else train_cv(cache, out, settings, folds=cv, repeats=repeats)
     typer.echo(f"run written to {run}; next: clinfuse evaluate {run}")
+
+
+def _encoder_choices(options: list[str], image_encoder: str | None) -> dict[str, str]:
+    """--encoder NAME=ARCH options as a mapping (checked against the cache's modalities when training starts)."""
+    choices = {"dicom": image_encoder} if image_encoder else {}
+    for option in options:
+        name, _, architecture = option.partition("=")
+        if not name or not architecture:
+            raise ClinFuseError(f"--encoder {option!r} is not NAME=ARCHITECTURE", "e.g. --encoder imaging=densenet121")
+        choices[name] = architecture
+    return choices
 
 
 @app.command("evaluate")

@@ -1,4 +1,4 @@
-"""Tensors from the feature cache: one reader per modality kind, a Dataset over cohort rows, a DataModule.
+"""Tensors from the feature cache: each modality read by its kind's reader, a Dataset over cohort rows, a DataModule.
 
 Arrays stay memory-mapped (images are never decoded again); a patient without a modality gets zeros and a
 0 in the presence mask. Training, evaluation, scoring and explanations all read patients through here.
@@ -7,78 +7,13 @@ Arrays stay memory-mapped (images are never decoded again); a patient without a 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from clinfuse.platform.cache import FeatureCache
+from clinfuse.platform.kinds import get_kind
 from torch.utils.data import DataLoader, Dataset
-
-Reader = Callable[[int], dict[str, np.ndarray]]
-
-
-def _dicom_reader(cache: FeatureCache, name: str) -> tuple[Reader, dict[str, int]]:
-    images = cache.array(name, "images")
-    size = int(images.shape[-1])
-
-    def read(row: int) -> dict[str, np.ndarray]:
-        if row < 0:
-            return {"image": np.zeros((1, size, size), np.float32)}
-        return {"image": np.asarray(images[row], dtype=np.float32)[np.newaxis]}
-
-    return read, {"image_size": size}
-
-
-def _table_reader(cache: FeatureCache, name: str) -> tuple[Reader, dict[str, int]]:
-    values = cache.table(name, "features").drop(columns=["patient"]).to_numpy(np.float32, copy=True)
-
-    def read(row: int) -> dict[str, np.ndarray]:
-        return {"features": values[row] if row >= 0 else np.zeros(values.shape[1], np.float32)}
-
-    return read, {"features": values.shape[1]}
-
-
-def _ehr_reader(cache: FeatureCache, name: str) -> tuple[Reader, dict[str, int]]:
-    arrays = {key: cache.array(name, key) for key in ("codes", "code_age_days", "labs", "lab_observed")}
-    vocabulary = len(cache.json(name, "alignment")["vocabulary"])
-
-    def read(row: int) -> dict[str, np.ndarray]:
-        if row < 0:
-            return {key: np.zeros(a.shape[1:], a.dtype) for key, a in arrays.items()}
-        return {key: np.array(a[row]) for key, a in arrays.items()}  # a copy: tensors need writable memory
-
-    dims = {"vocabulary": vocabulary, "max_codes": arrays["codes"].shape[1], "labs": arrays["labs"].shape[1],
-            "lab_observed": arrays["lab_observed"].shape[1]}  # fmt: skip
-    return read, dims
-
-
-READERS: dict[str, Callable[[FeatureCache, str], tuple[Reader, dict[str, int]]]] = {
-    "dicom": _dicom_reader,
-    "table": _table_reader,
-    "ehr": _ehr_reader,
-}
-
-
-class ImageAugmenter:
-    """Small random shifts, rotations and zooms (MONAI RandAffine); no flips: anatomy has a side."""
-
-    def __init__(self, seed: int) -> None:
-        from monai.transforms import RandAffine
-
-        self.affine = RandAffine(prob=0.9, rotate_range=0.1, translate_range=(10, 10), scale_range=(0.1, 0.1),
-                                 padding_mode="zeros")  # fmt: skip
-        self.reseed(seed)
-
-    def reseed(self, seed: int) -> None:
-        self.affine.set_random_state(seed=seed)
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"image": np.asarray(self.affine(inputs["image"]), dtype=np.float32)}
-
-
-# Training-time augmentation per modality kind (kinds without an entry are used as stored).
-AUGMENTERS: dict[str, Callable[[int], ImageAugmenter]] = {"dicom": ImageAugmenter}
 
 
 def _reseed_worker(worker_id: int) -> None:
@@ -90,7 +25,7 @@ def _reseed_worker(worker_id: int) -> None:
 
 def modality_dims(cache: FeatureCache) -> dict[str, dict[str, int]]:
     """Input dimensions per modality, for building encoders."""
-    return {name: READERS[kind](cache, name)[1] for name, kind in cache.modalities.items()}
+    return {name: get_kind(kind).reader(cache, name)[1] for name, kind in cache.modalities.items()}
 
 
 class CacheDataset(Dataset):
@@ -100,14 +35,14 @@ class CacheDataset(Dataset):
         cohort = cache.cohort
         self.indices = np.flatnonzero(cohort["split"] == split) if split else np.arange(len(cohort))
         self.names = list(cache.modalities)
-        self.readers = {name: READERS[kind](cache, name)[0] for name, kind in cache.modalities.items()}
+        kinds = {name: get_kind(kind) for name, kind in cache.modalities.items()}
+        self.readers = {name: kind.reader(cache, name)[0] for name, kind in kinds.items()}
         self.rows = np.stack([cache.rows(name) for name in self.names], axis=1)
         self.labels = cohort["label"].to_numpy(np.float32)
-        self.augmenters = (
-            {}
-            if augment_seed is None
-            else {name: AUGMENTERS[kind](augment_seed) for name, kind in cache.modalities.items() if kind in AUGMENTERS}
-        )
+        self.augmenters = {}
+        if augment_seed is not None:
+            augmenters = {name: kind.augmenter(augment_seed) for name, kind in kinds.items()}
+            self.augmenters = {name: augmenter for name, augmenter in augmenters.items() if augmenter is not None}
 
     def __len__(self) -> int:
         return len(self.indices)

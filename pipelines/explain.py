@@ -1,4 +1,4 @@
-"""`clinfuse explain`: load a run and its feature cache, explain one patient, store the image heatmap."""
+"""`clinfuse explain`: load a run and its feature cache, explain one patient, store its heatmaps (images, waveforms)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from clinfuse.models.baseline import XGBoostBaseline
 from clinfuse.models.calibration import PlattCalibrator
 from clinfuse.models.explain.patient import PatientExplanation, explain_patient
 from clinfuse.models.explain.tree_shap import xgboost_modality_values
-from clinfuse.models.explain.within_modality import AttributionContext
 from clinfuse.pipelines.data import CacheDataset
 from clinfuse.pipelines.registry.model_folder import open_model
 from clinfuse.pipelines.training import run_files
@@ -20,6 +19,7 @@ from clinfuse.pipelines.training.explain_background import load_backgrounds
 from clinfuse.pipelines.training.model_io import load_model
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.kinds import get_kind
 from torch.utils.data import default_collate
 
 
@@ -52,25 +52,13 @@ class RunExplainer:
         self.dataset = CacheDataset(self.cache)
         self.patients = self.cache.cohort["patient"].tolist()
         self.row_of_patient = {patient: row for row, patient in enumerate(self.patients)}
-        self.baseline_features = BaselineFeatures(self.cache)
-        # source geometry of each image row, so heatmaps can be mapped back onto the DICOM
-        self.image_index = {name: self.cache.json(name, "images")["rows"]
-                            for name, kind in self.kinds.items() if kind == "dicom"}  # fmt: skip
+        self.baseline_features = BaselineFeatures(self.cache, self.model.embed_dim)
         backgrounds = load_backgrounds(run / run_files.EXPLAIN_BACKGROUND)
-        self.contexts = {name: self._context(name, kind, top_k, backgrounds) for name, kind in self.kinds.items()}
-
-    def _context(self, name: str, kind: str, top_k: int, backgrounds: dict[str, np.ndarray]) -> AttributionContext:
-        context = AttributionContext(top_k=top_k)
-        if kind == "table":
-            table = self.cache.table(name, "features")
-            context.feature_names = [c for c in table.columns if c != "patient"]
-            context.background = {"features": torch.from_numpy(backgrounds[name])}
-        elif kind == "ehr":
-            alignment = self.cache.json(name, "alignment")
-            context.vocabulary = alignment["vocabulary"]
-            context.lab_items = alignment["lab_items"]
-            context.texts = self.cache.json(name, "code_texts")
-        return context
+        self.contexts = {}
+        for name, kind in self.kinds.items():
+            context = get_kind(kind).attribution_context(self.cache, name, backgrounds.get(name))
+            context.top_k = top_k
+            self.contexts[name] = context
 
     def row_of(self, patient: str) -> int:
         """Cohort row of a patient given by pseudonym (as shown everywhere) or by source id."""
@@ -91,12 +79,9 @@ class RunExplainer:
                                       self.patients[row])  # fmt: skip
         explanation.xgboost = self._xgboost(row, batch)
         for name, entry in explanation.within.items():
+            entry.update(get_kind(self.kinds[name]).describe_source(self.cache, name, int(self.cache.rows(name)[row])))
             heatmap = entry.get("heatmap_array")
-            if heatmap is None:
-                continue
-            source = self.image_index[name][int(self.cache.rows(name)[row])]
-            entry["source_geometry"] = {"rows": source["rows"], "cols": source["cols"], "size": int(heatmap.shape[-1])}
-            if store_heatmaps and self.heatmap_dir is not None:
+            if heatmap is not None and store_heatmaps and self.heatmap_dir is not None:
                 entry["heatmap"] = self._store_heatmap(name, self.patients[row], heatmap)
         return explanation
 

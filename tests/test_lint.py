@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_ruff_check_passes() -> None:
     ruff = Path(sys.executable).parent / "ruff"
     result = subprocess.run(
-        [str(ruff), "check", "platform", "models", "pipelines", "dashboards", "tests"],
+        [str(ruff), "check", "platform", "models", "kinds", "pipelines", "dashboards", "tests"],
         cwd=REPO,
         capture_output=True,
         text=True,

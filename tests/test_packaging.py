@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE_ROOTS = {"platform": "clinfuse.platform", "models": "clinfuse.models",
+SOURCE_ROOTS = {"platform": "clinfuse.platform", "models": "clinfuse.models", "kinds": "clinfuse.kinds",
                 "pipelines": "clinfuse.pipelines", "dashboards": "clinfuse.dashboards"}  # fmt: skip
 
 

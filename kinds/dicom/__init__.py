@@ -1,1 +1,79 @@
-"""The `dicom` modality kind."""
+"""The `dicom` modality kind: DICOM images (pydicom + pylibjpeg decoders), the latest before the index time,
+windowed and resized with MONAI; a CNN or MONAI DenseNet encoder; occlusion-sensitivity heatmaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from clinfuse.kinds.dicom.config import DicomModality
+from clinfuse.platform.kinds import FeatureBlock, ModalityKind, Reader, SectionData
+
+
+class DicomKind(ModalityKind):
+    name = "dicom"
+    label = "image"
+    config_model = DicomModality
+    architectures: ClassVar[tuple[str, ...]] = ("small_cnn", "densenet121", "densenet121_3d")
+    default_architectures: ClassVar[dict[str, str]] = {"gpu": "densenet121", "cpu": "small_cnn"}
+    channels_last = True
+
+    def ingest(self, config, cohort, out: Path, context):
+        from clinfuse.kinds.dicom.ingest import ingest_dicom
+
+        return ingest_dicom(config, cohort, out, context)
+
+    def why_absent(self, report: dict) -> str:
+        selection = report["selection"]
+        return (
+            f"{report['files_seen']} files: {selection['not_in_cohort']} images of patients not in the cohort table, "
+            f"{selection['after_index_time']} taken at or after the index time, {report['failed']['count']} failed, "
+            f"{report['skipped']['count']} skipped"
+        )
+
+    def reader(self, cache, name: str) -> tuple[Reader, dict[str, int]]:
+        from clinfuse.kinds.dicom.tensors import image_reader
+
+        return image_reader(cache, name)
+
+    def augmenter(self, seed: int):
+        from clinfuse.kinds.dicom.tensors import ImageAugmenter
+
+        return ImageAugmenter(seed)
+
+    def build_encoder(self, spec):
+        from clinfuse.kinds.dicom.encoder import MonaiDenseNet, SmallCNN
+
+        if spec.architecture == "small_cnn":
+            return SmallCNN(spec.embed_dim)
+        return MonaiDenseNet(spec.embed_dim, spatial_dims=3 if spec.architecture == "densenet121_3d" else 2)
+
+    def baseline_features(self, cache, name: str, embed_dim: int) -> FeatureBlock:
+        from clinfuse.kinds.dicom.tensors import embedding_block
+
+        return embedding_block(embed_dim)
+
+    def attribution_context(self, cache, name: str, background: np.ndarray | None):
+        from clinfuse.models.explain.within_modality import AttributionContext
+
+        return AttributionContext()
+
+    def attribute(self, branch, inputs, context):
+        from clinfuse.kinds.dicom.attribution import image_attribution
+
+        return image_attribution(branch, inputs, context)
+
+    def describe_source(self, cache, name: str, row: int) -> dict:
+        """The source image's size, so a heatmap can be mapped back onto the DICOM's pixels."""
+        from clinfuse.kinds.dicom.ingest import IMAGE_INDEX_FILE
+
+        source = cache.json(name, IMAGE_INDEX_FILE.removesuffix(".json"))["rows"][row]
+        size = int(cache.array(name, "images").shape[-1])
+        return {"source_geometry": {"rows": source["rows"], "cols": source["cols"], "size": size}}
+
+    def render_section(self, section: SectionData) -> bool:
+        from clinfuse.kinds.dicom.section import render_image_section
+
+        render_image_section(section)
+        return True

@@ -1,15 +1,10 @@
-"""Which encoder serves which modality kind, and with which input dimensions (read from the cache)."""
+"""Encoder specs: what is needed to rebuild a modality's encoder, and building it through the modality's kind."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from clinfuse.models.encoders.ehr import EhrEncoder
-from clinfuse.models.encoders.image import MonaiDenseNet, SmallCNN
-from clinfuse.models.encoders.linear_table import LinearTableEncoder
-from clinfuse.models.encoders.table import TableMLP
-from clinfuse.models.encoders.tree_table import TreeTableEncoder
+from clinfuse.platform.kinds import get_kind
 from torch import nn
 
 
@@ -30,42 +25,9 @@ class EncoderSpec:
         return cls(**data)
 
 
-def _image(spec: EncoderSpec) -> nn.Module:
-    if spec.architecture == "small_cnn":
-        return SmallCNN(spec.embed_dim)
-    if spec.architecture == "densenet121":
-        return MonaiDenseNet(spec.embed_dim, spatial_dims=2)
-    if spec.architecture == "densenet121_3d":
-        return MonaiDenseNet(spec.embed_dim, spatial_dims=3)
-    raise ValueError(f"unknown image encoder '{spec.architecture}'")
-
-
-TABLE_ARCHITECTURES = ("linear", "xgboost", "mlp", "snn")
-
-
-def _table(spec: EncoderSpec) -> nn.Module:
-    if spec.architecture not in TABLE_ARCHITECTURES:
-        raise ValueError(f"unknown table encoder '{spec.architecture}'")
-    if spec.architecture == "linear":
-        return LinearTableEncoder(spec.dims["features"], spec.embed_dim)
-    if spec.architecture == "xgboost":
-        return TreeTableEncoder(spec.dims["features"], spec.embed_dim)
-    return TableMLP(spec.dims["features"], spec.embed_dim, self_normalising=spec.architecture == "snn")
-
-
-def _ehr(spec: EncoderSpec) -> nn.Module:
-    return EhrEncoder(spec.dims["vocabulary"], spec.dims["labs"], spec.dims["lab_observed"], spec.embed_dim,
-                      sequence=spec.architecture)  # fmt: skip
-
-
-ENCODER_BUILDERS: dict[str, Callable[[EncoderSpec], nn.Module]] = {"dicom": _image, "table": _table, "ehr": _ehr}
-DEFAULT_ARCHITECTURES: dict[str, dict[str, str]] = {
-    # per kind: architecture on GPU, on CPU
-    "dicom": {"gpu": "densenet121", "cpu": "small_cnn"},
-    "table": {"gpu": "mlp", "cpu": "mlp"},
-    "ehr": {"gpu": "gru", "cpu": "gru"},
-}
-
-
 def build_encoder(spec: EncoderSpec) -> nn.Module:
-    return ENCODER_BUILDERS[spec.kind](spec)
+    """The encoder of `spec`, built by its kind (an architecture the kind does not have is an error)."""
+    kind = get_kind(spec.kind)
+    if spec.architecture not in kind.architectures:
+        raise ValueError(f"unknown {spec.kind} encoder '{spec.architecture}': use one of {kind.architectures}")
+    return kind.build_encoder(spec)

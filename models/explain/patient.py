@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from clinfuse.models.calibration import PlattCalibrator
 from clinfuse.models.explain.modality_shapley import ModalityShapley, modality_shapley
-from clinfuse.models.explain.within_modality import ATTRIBUTORS, AttributionContext
+from clinfuse.models.explain.within_modality import AttributionContext
 from clinfuse.models.fusion import LateFusionModel
+from clinfuse.platform.kinds import get_kind
 
 
 @dataclass
@@ -50,8 +51,9 @@ def explain_patient(
     for column, name in enumerate(model.modalities):
         if not present[column]:
             continue
-        attribution = ATTRIBUTORS[kinds[name]](model.branches[name], batch["inputs"][name], contexts[name])
-        within[name] = {"kind": attribution.kind, "top": attribution.top, "heatmap_array": attribution.heatmap}
+        attribution = get_kind(kinds[name]).attribute(model.branches[name], batch["inputs"][name], contexts[name])
+        within[name] = {"kind": attribution.kind, "top": attribution.top, "heatmap_array": attribution.heatmap,
+                        "detail": attribution.detail}  # fmt: skip
     return PatientExplanation(
         patient=patient,
         risk=float(calibrator.probability(np.array([raw_logit]))[0]),

@@ -22,6 +22,7 @@ from clinfuse.pipelines.training import run_files
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.ingest.fingerprint import combine
+from clinfuse.platform.kinds import get_kind
 
 MODALITIES_FILE = "modalities.json"
 PROVENANCE_FILE = "provenance.json"
@@ -39,9 +40,6 @@ RUN_FILES = (
     run_files.ROC_PR_PLOT,
     run_files.DECISION_CURVE_PLOT,
 )
-# Config fields that say where data lives and what this site's machines may spend on it, not how it is
-# preprocessed: scoring takes them from its own config.
-SITE_FIELDS = ("path", "manifest", "link", "max_decoded_mib")
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,8 @@ def build_bundle(run: Path, dest: Path) -> Bundle:
     (dest / ALIGNMENTS_DIR).mkdir()
     modalities = {}
     for name, entry in cache.manifest["modalities"].items():
-        config = {k: v for k, v in entry["config"].items() if k not in SITE_FIELDS}
+        site = get_kind(entry["kind"]).config_model.site_field_names()  # the scoring site sets these itself
+        config = {k: v for k, v in entry["config"].items() if k not in site}
         modalities[name] = {"kind": entry["kind"], "config": config}
         alignment = cache.modality_dir(name) / "alignment.json"
         if alignment.is_file():

@@ -76,15 +76,15 @@ class CohortInputs:
 
 
 @cache
-def _inputs(cache_path: str) -> CohortInputs:
+def _inputs(cache_path: str, embed_dim: int) -> CohortInputs:
     feature_cache = FeatureCache(cache_path)
-    return CohortInputs(feature_cache, CacheDataset(feature_cache), BaselineFeatures(feature_cache))
+    return CohortInputs(feature_cache, CacheDataset(feature_cache), BaselineFeatures(feature_cache, embed_dim))
 
 
 def score_chunk(task: ChunkTask) -> pd.DataFrame:
     """One output row per cohort row of the task, in order."""
     scoring = _scoring_model(task.bundle, task.manifest_sha256)
-    inputs = _inputs(task.cache)
+    inputs = _inputs(task.cache, scoring.model.embed_dim)
     frames = []
     for start in range(0, len(task.rows), BATCH_SIZE):
         rows = np.asarray(task.rows[start : start + BATCH_SIZE])

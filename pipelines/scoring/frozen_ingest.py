@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clinfuse.pipelines.registry.bundle import ALIGNMENTS_DIR, MODALITIES_FILE, SITE_FIELDS
+from clinfuse.pipelines.registry.bundle import ALIGNMENTS_DIR, MODALITIES_FILE
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.config import CohortConfig, load_cohort_config
 from clinfuse.platform.errors import ClinFuseError
@@ -34,7 +34,9 @@ def scoring_config(config_path: Path, bundle: Path) -> CohortConfig:
                 f"but of kind {entry['kind']} in the model",
                 f"set kind: {entry['kind']} for '{name}'",
             )
-        location = {k: v for k, v in given[name].model_dump().items() if k in SITE_FIELDS}
+        site = given[name].site_field_names()
+        # only what the site set: a default of this site's config must not override the model's setting
+        location = {k: v for k, v in given[name].model_dump(exclude_unset=True).items() if k in site}
         modalities.append(type(given[name]).model_validate({**entry["config"], **location}))
     return config.model_copy(update={"modalities": tuple(modalities)})
 

@@ -1,6 +1,6 @@
 """SHAP backgrounds for the table branches, stored with the model so explanations need no training data.
 
-Each table modality's background is the k-means centroids of the training patients' aligned features: a
+Each feature-table modality's background is the k-means centroids of the training patients' aligned features: a
 summary of the training distribution, never an individual patient's row (the model bundle may travel).
 """
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from clinfuse.platform.cache import FeatureCache
+from clinfuse.platform.kinds import get_kind
 from safetensors.numpy import load_file, save_file
 from sklearn.cluster import KMeans
 
@@ -17,13 +18,13 @@ CENTROIDS = 50
 
 
 def fit_backgrounds(cache: FeatureCache, seed: int = 0) -> dict[str, np.ndarray]:
-    """Per table modality, (≤ CENTROIDS, features) centroids of the training split's rows."""
+    """Per feature-table modality, (≤ CENTROIDS, features) centroids of the training split's rows."""
     train = set(cache.cohort.loc[cache.cohort["split"] == "train", "patient"])
     backgrounds = {}
     for name, kind in cache.modalities.items():
-        if kind != "table":
+        table = get_kind(kind).feature_table(cache, name)
+        if table is None:
             continue
-        table = cache.table(name, "features")
         values = table[table["patient"].isin(train)].drop(columns=["patient"]).to_numpy(np.float32)
         clusters = min(CENTROIDS, len(values))
         model = KMeans(n_clusters=clusters, n_init=3, random_state=seed).fit(values)

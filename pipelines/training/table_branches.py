@@ -1,4 +1,5 @@
-"""Table branches before gradient training: pick each table modality's architecture, fit the linear and tree ones."""
+"""Feature-table branches before gradient training: pick the architecture of each modality whose kind gives a feature
+table (`ModalityKind.feature_table`), fit the linear and tree ones."""
 
 from __future__ import annotations
 
@@ -8,22 +9,24 @@ import numpy as np
 import torch
 from clinfuse.models.branch_selection import choose_table_branch
 from clinfuse.models.encoders.linear_table import LinearTableEncoder
-from clinfuse.models.encoders.registry import TABLE_ARCHITECTURES
 from clinfuse.models.encoders.tree_table import TreeTableEncoder
 from clinfuse.models.fusion import LateFusionModel
 from clinfuse.models.linear_branches import fit_linear_branches
 from clinfuse.models.tree_branches import fit_tree_branch
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.kinds import get_kind
 
 AUTO = "auto"
+# The tabular encoders of clinfuse.models.encoders that the selection chooses among (models/branch_selection.py)
+TABLE_ARCHITECTURES = ("linear", "xgboost", "mlp", "snn")
 
 
 def split_table(cache: FeatureCache, name: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A split's patients: their features in modality `name` (zeros where absent), presence and labels."""
     cohort = cache.cohort
     rows = (cohort["split"] == split).to_numpy()
-    values = cache.table(name, "features").drop(columns=["patient"]).to_numpy(np.float64)
+    values = get_kind(cache.modalities[name]).feature_table(cache, name).drop(columns=["patient"]).to_numpy(np.float64)
     row = cohort[f"row_{name}"].to_numpy()[rows]
     present = row >= 0
     features = np.zeros((rows.sum(), values.shape[1]))
@@ -42,7 +45,7 @@ def choose_table_architectures(cache: FeatureCache, requested: str, seed: int) -
     check_table_encoder(requested)
     chosen, evidence = {}, {}
     for name, kind in cache.modalities.items():
-        if kind != "table":
+        if get_kind(kind).feature_table(cache, name) is None:
             continue
         if requested != AUTO:
             chosen[name] = requested

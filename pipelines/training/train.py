@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import platform as stdlib_platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,6 @@ import torch
 from clinfuse.models.branch_early_stopping import BranchEarlyStopping
 from clinfuse.models.calibration import BootstrapInterval, PlattCalibrator
 from clinfuse.models.encoders import EncoderSpec
-from clinfuse.models.encoders.registry import DEFAULT_ARCHITECTURES
 from clinfuse.models.feature_screening import screen_features
 from clinfuse.models.fusion import LateFusionModel
 from clinfuse.models.lightning import LateFusionModule
@@ -34,6 +33,7 @@ from clinfuse.pipelines.training.predict import predict_cohort
 from clinfuse.pipelines.training.table_branches import OutsideFit, choose_table_architectures, fit_outside_branches
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.kinds import get_kind
 from clinfuse.platform.staging import StagedFolder
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
@@ -56,7 +56,7 @@ class TrainSettings:
     branch_patience: int = 5  # epochs a branch's own validation loss may go without falling before it is frozen
     screening_fdr: float | None = 0.1  # table inputs kept by Benjamini-Hochberg on the training split; None: all
     screening_min_features: int = 10
-    image_encoder: str | None = None  # default: densenet121 on GPU, small_cnn on CPU
+    encoders: dict[str, str] = field(default_factory=dict)  # modality name or kind -> architecture; else default
     table_encoder: str = "auto"  # linear, xgboost, mlp, snn; auto: chosen per table modality (branch_selection.py)
     num_workers: int | None = None
     mlflow_tracking_uri: str | None = None
@@ -96,7 +96,7 @@ def train_into(cache_path: Path, out: Path, settings: TrainSettings, splits: np.
     pl.seed_everything(settings.seed, workers=True)
     accelerator = _resolve_accelerator(settings.accelerator)
     table_architectures, table_evidence = choose_table_architectures(cache, settings.table_encoder, settings.seed)
-    specs = _encoder_specs(cache, accelerator, settings.image_encoder, table_architectures)
+    specs = _encoder_specs(cache, accelerator, settings.encoders, table_architectures)
     model = build_model(specs, EMBED_DIM)
     # Without a branch to train by gradient nothing needs a validation split to stop on: the linear fit takes
     # training + validation patients, and calibration uses its inner out-of-fold logits.
@@ -146,7 +146,7 @@ def _fit_with_lightning(model: LateFusionModel, cache_path: Path, out: Path, set
                         accelerator: str, specs: dict[str, EncoderSpec],
                         splits: np.ndarray | None) -> tuple[LateFusionModel, int, dict] | None:  # fmt: skip
     """Gradient training of the branches that need it and of the head; the best checkpoint, on rank 0."""
-    has_images = any(s.kind == "dicom" for s in specs.values())
+    has_images = any(get_kind(s.kind).channels_last for s in specs.values())
     module = LateFusionModule(model, learning_rate=settings.learning_rate,
                               channels_last=accelerator == "gpu" and has_images)  # fmt: skip
     workers = settings.num_workers if settings.num_workers is not None else default_num_workers(accelerator)
@@ -206,7 +206,7 @@ def _screen_inputs(model: LateFusionModel, cache: FeatureCache, settings: TrainS
     for name, branch in model.branches.items():
         if not hasattr(branch.encoder, "set_feature_mask"):
             continue
-        table = cache.table(name, "features").drop(columns=["patient"])
+        table = get_kind(cache.modalities[name]).feature_table(cache, name).drop(columns=["patient"])
         present = train[train[f"present_{name}"]]
         features = table.to_numpy(np.float64)[present[f"row_{name}"].to_numpy()]
         result = screen_features(features, present["label"].to_numpy(), settings.screening_fdr,
@@ -298,7 +298,7 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
     calibrate = np.isin(split, calibration_splits)
     fusion_calibrator = PlattCalibrator.fit(heldout[calibrate], labels[calibrate])
 
-    features, names = BaselineFeatures(cache)(outputs["embeddings"])
+    features, names = BaselineFeatures(cache, model.embed_dim)(outputs["embeddings"])
     train_rows = split == "train"
     baseline = XGBoostBaseline(names, seed=settings.seed).fit(features[train_rows], labels[train_rows])
     baseline.save(out / run_files.XGBOOST_MODEL)
@@ -355,15 +355,24 @@ def _resolve_accelerator(requested: str) -> str:
     return "cpu"
 
 
-def _encoder_specs(cache: FeatureCache, accelerator: str, image_encoder: str | None,
-                   table_architectures: dict[str, str]) -> dict[str, EncoderSpec]:  # fmt: skip
+def _encoder_specs(cache: FeatureCache, accelerator: str, chosen: dict[str, str],
+                   table_architectures: dict[str, str] | None = None) -> dict[str, EncoderSpec]:  # fmt: skip
+    """Each modality's encoder: chosen by modality name, else by kind, else (table-like) selected, else the kind's
+    default for the accelerator. A choice naming nothing in the cache or an architecture its kind lacks is an error."""
+    unknown = set(chosen) - set(cache.modalities) - set(cache.modalities.values())
+    if unknown:
+        raise ClinFuseError(f"--encoder names {sorted(unknown)}, which is no modality or kind of this cache",
+                            f"use a modality name ({', '.join(cache.modalities)}) or its kind")  # fmt: skip
     dims = modality_dims(cache)
     specs = {}
-    for name, kind in cache.modalities.items():
-        architecture = table_architectures.get(name) or DEFAULT_ARCHITECTURES[kind][accelerator]
-        if kind == "dicom" and image_encoder:
-            architecture = image_encoder
-        specs[name] = EncoderSpec(kind=kind, architecture=architecture, embed_dim=EMBED_DIM, dims=dims[name])
+    for name, kind_name in cache.modalities.items():
+        kind = get_kind(kind_name)
+        architecture = (chosen.get(name) or chosen.get(kind_name) or (table_architectures or {}).get(name)
+                        or kind.default_architectures[accelerator])  # fmt: skip
+        if architecture not in kind.architectures:
+            raise ClinFuseError(f"modality '{name}' ({kind_name}) has no encoder '{architecture}'",
+                                f"use one of {', '.join(kind.architectures)}")  # fmt: skip
+        specs[name] = EncoderSpec(kind=kind_name, architecture=architecture, embed_dim=EMBED_DIM, dims=dims[name])
     return specs
 
 

@@ -1,17 +1,19 @@
 """Schema of cohort.yaml: the cohort table plus any number of modalities, each of one `kind`.
 
-Modalities are data, not code paths: downstream stages loop over `CohortConfig.modalities` and dispatch on
-`kind`; nothing names "imaging" or "genomics".
+Modalities are data, not code paths: downstream stages loop over `CohortConfig.modalities` and ask the kind
+registry (`clinfuse.platform.kinds`) for each modality's parts; nothing names "imaging" or "genomics", and each
+modality's fields are validated by its kind's config model.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from clinfuse.platform.kinds import KindConfig, kinds
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+MODALITY_ERROR = "modality_config"  # the error type of a modality entry (its message carries the location)
 
 
 class _Strict(BaseModel):
@@ -46,73 +48,7 @@ class SplitConfig(_Strict):
         return self
 
 
-class _Modality(_Strict):
-    name: str = Field(pattern=_NAME_PATTERN, description="lower-case identifier, e.g. 'imaging'")
-    path: Path
-
-
-class DicomModality(_Modality):
-    """DICOM images linked to patients by the PatientID tag or by a manifest CSV (patient_id, path).
-
-    When a patient has several images, the one acquired last before the index time is used
-    (acquisition date/time, else series/study date/time); images after the index time never count.
-    """
-
-    kind: Literal["dicom"]
-    link: Literal["patient_id_tag", "manifest"] = "patient_id_tag"
-    manifest: Path | None = None
-    image_size: int = Field(128, ge=16, le=1024, description="square side after resizing")
-    window: tuple[float, float] | None = Field(
-        None, description="(center, width) in modality units; default: the header's first window"
-    )
-    max_decoded_mib: float = Field(
-        512,
-        gt=0,
-        description="largest decoded object accepted (Rows x Columns x frames x samples x bytes, from the header); "
-        "a file claiming more fails with the reason before any pixel is decoded",
-    )
-
-    @model_validator(mode="after")
-    def _manifest_when_linked_by_manifest(self) -> DicomModality:
-        if self.link == "manifest" and self.manifest is None:
-            raise ValueError("link: manifest needs a 'manifest' CSV path with columns patient_id, path")
-        return self
-
-
-class TableModality(_Modality):
-    """A wide (patient x feature) or long (patient, feature, value) CSV/TSV/Parquet table."""
-
-    kind: Literal["table"]
-    layout: Literal["wide", "long"] = "wide"
-    patient_id: str = "patient_id"
-    feature_column: str = "feature"
-    value_column: str = "value"
-    exclude_columns: tuple[str, ...] = ()
-    on_duplicate_patient: Literal["error", "mean", "first"] = "error"
-    on_non_numeric: Literal["error", "coerce"] = "error"
-    on_all_nan_column: Literal["error", "drop"] = "drop"
-
-    @model_validator(mode="after")
-    def _id_column_is_kept_and_distinct(self) -> TableModality:
-        if self.patient_id in self.exclude_columns:
-            raise ValueError(f"exclude_columns holds the patient id column '{self.patient_id}': remove it there")
-        roles = (self.patient_id, self.feature_column, self.value_column)
-        if self.layout == "long" and len(set(roles)) < len(roles):
-            raise ValueError("patient_id, feature_column and value_column must name three different columns")
-        return self
-
-
-class EhrModality(_Modality):
-    """EHR read through PyHealth: MIMIC-IV CSV layout (hosp/, icu/)."""
-
-    kind: Literal["ehr"]
-    source: Literal["mimic4"] = "mimic4"
-    tables: tuple[str, ...] = ("diagnoses_icd", "procedures_icd", "prescriptions", "labevents")
-    max_codes: int = Field(256, ge=8, le=4096, description="most recent codes kept per patient")
-    min_code_count: int = Field(2, ge=1, description="codes rarer than this in training map to <unk>")
-
-
-ModalityConfig = Annotated[DicomModality | TableModality | EhrModality, Field(discriminator="kind")]
+ModalityConfig = SerializeAsAny[KindConfig]  # each kind's own model: dumped with all its fields
 
 
 class CohortConfig(_Strict):
@@ -123,6 +59,14 @@ class CohortConfig(_Strict):
     modalities: tuple[ModalityConfig, ...] = Field(min_length=1)
     split: SplitConfig = SplitConfig()
     pseudonymise_ids: bool = True
+
+    @field_validator("modalities", mode="before")
+    @classmethod
+    def _validate_by_kind(cls, modalities: object) -> object:
+        """Validate each modality with its kind's config model (found in the kind registry)."""
+        if not isinstance(modalities, list | tuple):
+            return modalities  # pydantic reports the type error
+        return tuple(_modality_config(entry, index) for index, entry in enumerate(modalities))
 
     @field_validator("modalities")
     @classmethod
@@ -138,3 +82,29 @@ class CohortConfig(_Strict):
             if modality.name == name:
                 return modality
         raise KeyError(name)
+
+
+def _modality_config(entry: object, index: int) -> KindConfig:
+    """One modality entry as its kind's config model; errors keep their place (modalities.<i>.<kind>.<field>)."""
+    if isinstance(entry, KindConfig):
+        return entry
+    if not isinstance(entry, dict):
+        where = f"modalities.{index}"
+        raise PydanticCustomError(MODALITY_ERROR, "{where}: {message}",
+                                  {"where": where, "message": "each modality must be a mapping"})  # fmt: skip
+    available = kinds()
+    kind = entry.get("kind")
+    if kind not in available:
+        message = f"unknown modality kind {kind!r}; use one of {', '.join(available)}"
+        raise PydanticCustomError(MODALITY_ERROR, "{where}: {message}",
+                                  {"where": f"modalities.{index}", "message": message})  # fmt: skip
+    try:
+        return available[kind].config_model.model_validate(entry)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = "unknown field (misspelt?)" if first["type"] == "extra_forbidden" else first["msg"]
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        where = f"modalities.{index}.{kind}" + (f".{field}" if field else "")
+        raise PydanticCustomError(MODALITY_ERROR, "{where}: {message}",
+                                  {"where": where, "message": message + more}) from None  # fmt: skip

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from clinfuse.platform.config.cohort import CohortConfig
+from clinfuse.platform.config.cohort import MODALITY_ERROR, CohortConfig
 from clinfuse.platform.errors import ClinFuseError
 from pydantic import ValidationError
 
@@ -52,8 +52,8 @@ def write_cohort_config(config: CohortConfig, path: str | Path) -> None:
     for entry, modality in zip(data["modalities"], config.modalities, strict=True):
         entry["kind"] = modality.kind
         entry["path"] = _relative(Path(modality.path), base)
-        if getattr(modality, "manifest", None) is not None:
-            entry["manifest"] = _relative(Path(modality.manifest), base)
+        for field, path in modality.extra_paths().items():
+            entry[field] = _relative(Path(path), base)
     target.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -61,8 +61,8 @@ def _describe_validation_error(config_path: Path, exc: ValidationError) -> str:
     first = exc.errors()[0]
     location = ".".join(str(part) for part in first["loc"])
     message = first["msg"]
-    if first["type"] == "union_tag_invalid":
-        message = "unknown modality kind; use one of dicom, table, ehr"
+    if first["type"] == MODALITY_ERROR:  # a modality entry: its kind's model placed the error
+        location, message = first["ctx"]["where"], first["ctx"]["message"]
     elif first["type"] == "extra_forbidden":
         message = "unknown field (misspelt?)"
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
@@ -77,8 +77,7 @@ def _resolve_paths(config: CohortConfig, base: Path) -> CohortConfig:
     modalities = []
     for modality in config.modalities:
         update: dict[str, Any] = {"path": resolve(modality.path)}
-        if getattr(modality, "manifest", None) is not None:
-            update["manifest"] = resolve(modality.manifest)
+        update.update({field: resolve(path) for field, path in modality.extra_paths().items()})
         modalities.append(modality.model_copy(update=update))
     return config.model_copy(update={"cohort": cohort, "modalities": tuple(modalities)})
 
@@ -92,13 +91,13 @@ def _check_files(config: CohortConfig, labels_required: bool) -> None:
                 f"modalities.{modality.name}.path: {modality.path} not found",
                 "fix the path (relative paths resolve against the config's folder) or remove the modality",
             )
-        if modality.kind == "table" and not _is_file(modality.path):
+        if modality.path_is_file and not _is_file(modality.path):
             raise ClinFuseError(
                 f"modalities.{modality.name}.path: {modality.path} is not a file", "point it at the table file"
             )
-        manifest = getattr(modality, "manifest", None)
-        if manifest is not None and not _is_file(manifest):
-            raise ClinFuseError(f"modalities.{modality.name}.manifest: {manifest} not found")
+        for field, path in modality.extra_paths().items():
+            if not _exists(path):
+                raise ClinFuseError(f"modalities.{modality.name}.{field}: {path} not found", "fix the path")
     header = _read_header(config.cohort.path)
     table = config.cohort
     for field in ("patient_id", "label", "index_time", "split", "sex", "age"):

@@ -10,14 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from clinfuse.platform.config import (
-    CohortConfig,
-    CohortTable,
-    DicomModality,
-    EhrModality,
-    TableModality,
-    write_cohort_config,
-)
+from clinfuse.platform.config import CohortConfig, CohortTable, write_cohort_config
 from clinfuse.platform.demo.dicom_export import ImageRecord, PatientHeader, write_radiograph
 from clinfuse.platform.demo.expression import write_expression
 from clinfuse.platform.demo.latent import PatientTruth, SignalWeights, sample_patients
@@ -160,9 +153,9 @@ def _demo_config(out: Path) -> CohortConfig:
         name="clinfuse-demo",
         cohort=CohortTable(path=out / "cohort.csv", sex="sex", age="age"),
         modalities=(
-            DicomModality(kind="dicom", name="imaging", path=out / "imaging"),
-            TableModality(kind="table", name="genomics", path=out / "genomics" / "expression.parquet"),
-            EhrModality(kind="ehr", name="ehr", path=out / "ehr"),
+            {"kind": "dicom", "name": "imaging", "path": out / "imaging"},
+            {"kind": "table", "name": "genomics", "path": out / "genomics" / "expression.parquet"},
+            {"kind": "ehr", "name": "ehr", "path": out / "ehr"},
         ),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -52,3 +53,12 @@ def code_version() -> str:
             for path in sorted((root / folder).rglob("*.py")):
                 sources[str(path.relative_to(root))] = file_digest(path)
     return f"{version('clinfuse')}+{combine(sources)[:12]}"
+
+
+@cache
+def kind_code_version(kind: object) -> str:
+    """A digest of the code of a modality kind's package (its folder): a changed kind rebuilds its modalities."""
+    package = type(kind).__module__
+    module = sys.modules[package]
+    root = Path(module.__file__).parent
+    return combine({str(p.relative_to(root)): file_digest(p) for p in sorted(root.rglob("*.py"))})[:12]

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,20 +27,15 @@ from clinfuse.platform.cache.feature_cache import (
     FeatureCache,
     describe_file,
 )
-from clinfuse.platform.config import CohortConfig, ModalityConfig, load_cohort_config
+from clinfuse.platform.config import CohortConfig, load_cohort_config
 from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.ingest.cohort_table import SCORING_SPLIT, SPLITS, Cohort, load_cohort
-from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
-from clinfuse.platform.ingest.dicom_modality import ingest_dicom
-from clinfuse.platform.ingest.ehr_modality import ingest_ehr
-from clinfuse.platform.ingest.fingerprint import code_version, combine, file_digest, tree_digests
-from clinfuse.platform.ingest.table_modality import ingest_table
+from clinfuse.platform.ingest.context import IngestContext
+from clinfuse.platform.ingest.fingerprint import code_version, combine, file_digest, kind_code_version, tree_digests
+from clinfuse.platform.kinds import get_kind
 from clinfuse.platform.security import Pseudonymiser, load_pseudonym_key
 from clinfuse.platform.staging import LOCK_FILE, StagedFolder, sweep_leftovers
 
-Ingester = Callable[[ModalityConfig, Cohort, Path, IngestContext], ModalityOutput]
-# One ingester per modality kind; a new kind is one entry here plus its module.
-INGESTERS: dict[str, Ingester] = {"dicom": ingest_dicom, "table": ingest_table, "ehr": ingest_ehr}
 SCRATCH_DIR = ".scratch"  # inside the staging folder: swept with it, never beside --out
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -172,7 +166,7 @@ def _build(
                 alignment=frozen_alignments.get(modality.name),
             )
             modality_started = time.perf_counter()
-            output = INGESTERS[modality.kind](modality, cohort, target, context)
+            output = get_kind(modality.kind).ingest(modality, cohort, target, context)
             output.report["duration_s"] = round(time.perf_counter() - modality_started, 1)
             row_of = {pid: i for i, pid in enumerate(output.present_ids)}
             rows = table["patient_id"].map(lambda pid, r=row_of: r.get(pid, -1)).to_numpy()
@@ -192,7 +186,9 @@ def _check_presence(config: CohortConfig, cohort_table: pd.DataFrame, reports: d
     branch could not be fitted: `train` failed late) and a warning for scoring (a batch may lack a modality).
     """
     empty = {
-        m.name: _why_absent(reports[m.name]) for m in config.modalities if not cohort_table[f"present_{m.name}"].any()
+        m.name: get_kind(m.kind).why_absent(reports[m.name])
+        for m in config.modalities
+        if not cohort_table[f"present_{m.name}"].any()
     }
     id_column = config.cohort.patient_id
     if len(empty) == len(config.modalities):
@@ -210,24 +206,6 @@ def _check_presence(config: CohortConfig, cohort_table: pd.DataFrame, reports: d
             f"make its patient ids match the cohort table's '{id_column}' column, or remove it from the config",
         )
     return warnings
-
-
-def _why_absent(report: dict) -> str:
-    """What a modality's report says about why it found none of the cohort's patients."""
-    if "cleaning" in report:  # table
-        cleaning = report["cleaning"]
-        return f"{cleaning['rows_not_in_cohort']} of {cleaning['rows_read']} rows have ids not in the cohort table"
-    if "selection" in report:  # dicom
-        selection = report["selection"]
-        return (
-            f"{report['files_seen']} files: {selection['not_in_cohort']} images of patients not in the cohort table, "
-            f"{selection['after_index_time']} taken at or after the index time, {report['failed']['count']} failed, "
-            f"{report['skipped']['count']} skipped"
-        )
-    return (  # ehr
-        f"no events of cohort patients before their index times "
-        f"({report['events_at_or_after_index_excluded']} at or after them)"
-    )
 
 
 def _disk_full(exc: BaseException) -> tuple[int, str | None] | None:
@@ -283,11 +261,12 @@ def _fingerprints(
     modalities, digests = {}, {}
     for modality in config.modalities:
         inputs = tree_digests(modality.path)
-        manifest = getattr(modality, "manifest", None)
+        extra = modality.extra_paths()
         modalities[modality.name] = combine(
-            modality.model_dump(mode="json", exclude={"path", "manifest"}),
+            modality.model_dump(mode="json", exclude={"path", *modality.path_fields}),
             inputs,
-            file_digest(manifest) if manifest else None,
+            *[file_digest(path) if path.is_file() else tree_digests(path) for path in extra.values()],
+            kind_code_version(get_kind(modality.kind)),
             (frozen_alignments or {}).get(modality.name),
         )
         base = modality.path if modality.path.is_dir() else modality.path.parent

@@ -7,13 +7,14 @@ A kind is one object bundling its parts, one per stage of the pipeline:
 | `config_model` | cohort.yaml | the modality's fields (a `KindConfig`), validated when the config loads |
 | `ingest` | `clinfuse ingest` | source files -> the modality's folder of the feature cache (+ a frozen alignment) |
 | `reader` | training, scoring | cache row -> the encoder's input tensors (zeros when absent) |
-| `build_encoder`, `architectures`, `default_architectures` | training | the encoder per architecture; CPU/GPU defaults |
+| `build_encoder`, `architectures`, `default_architectures` | training | the encoder per architecture; defaults |
 | `baseline_features` | XGBoost baseline | named feature columns per patient |
 | `attribution_context`, `attribute` | explanations | attributions inside the modality, on its branch logit |
 | `render_section` | dashboard | the patient page's section (a generic one when the kind has none) |
 
 Optional parts have defaults here: `augmenter` (training-time augmentation), `feature_table` (kinds whose input is
-one feature vector per patient: linear/tree branch selection, screening and SHAP backgrounds apply to them),
+one feature vector per patient: linear/tree branch selection, input screening and the SHAP background of
+k-means centroids apply to them),
 `describe_source` (facts about the source shown beside an attribution), `why_absent`.
 
 The methods that need torch, scipy or streamlit import them where they run, so loading a config never imports a
@@ -27,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 from clinfuse.platform.kinds.config import KindConfig
@@ -43,6 +44,14 @@ if TYPE_CHECKING:  # the parts' argument types; importing them here would pull t
     from torch import Tensor, nn
 
 Reader = Callable[[int], dict[str, np.ndarray]]  # modality row (-1: absent) -> the encoder's input arrays
+
+
+class Augmenter(Protocol):
+    """Random training-time changes of one patient's inputs; `reseed` gives each loader worker its own stream."""
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def reseed(self, seed: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,7 @@ class ModalityKind(ABC):
     def reader(self, cache: FeatureCache, name: str) -> tuple[Reader, dict[str, int]]:
         """A reader of cache rows and the input dimensions the encoder is built with."""
 
-    def augmenter(self, seed: int) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None:
+    def augmenter(self, seed: int) -> Augmenter | None:
         """Training-time augmentation of one patient's inputs, or None (inputs used as stored)."""
         return None
 
@@ -104,14 +113,11 @@ class ModalityKind(ABC):
     def baseline_features(self, cache: FeatureCache, name: str, embed_dim: int) -> FeatureBlock:
         """The modality's columns in the XGBoost baseline (read what is needed once: scoring asks per chunk)."""
 
-    def explain_background(self, cache: FeatureCache, name: str, seed: int) -> np.ndarray | None:
-        """A summary of the training patients' inputs stored with the model for attributions, or None."""
-        return None
-
     @abstractmethod
     def attribution_context(self, cache: FeatureCache, name: str, background: np.ndarray | None
                             ) -> AttributionContext:  # fmt: skip
-        """Names, texts and background the attributions of this modality need (read once per explainer)."""
+        """Names, texts and background the attributions of this modality need (read once per explainer).
+        `background`: for kinds with a feature table, k-means centroids of the training rows stored with the model."""
 
     @abstractmethod
     def attribute(self, branch: ModalityBranch, inputs: dict[str, Tensor], context: AttributionContext

@@ -26,6 +26,13 @@ class KindConfig(BaseModel):
 
     path_fields: ClassVar[tuple[str, ...]] = ()
     path_is_file: ClassVar[bool] = False  # `path` must name a file (a table), not a folder
+    # Fields saying where this site's data lives and what its machines may spend, not how the model preprocesses:
+    # scoring takes them (and `path`, `path_fields`) from the scoring site's config, the rest from the model.
+    site_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def site_field_names(cls) -> set[str]:
+        return {"path", *cls.path_fields, *cls.site_fields}
 
     def extra_paths(self) -> dict[str, Path]:
         """The path-valued fields that are set, by field name."""

@@ -21,6 +21,7 @@ from clinfuse.platform.kinds.conformance import check_kind
 ENTRY_POINT_GROUP = "clinfuse.kinds"
 _lock = threading.Lock()
 _installed: dict[str, ModalityKind] | None = None
+_broken: dict[str, str] = {}  # installed kinds that failed to load or to pass check_kind: name -> why
 _overrides: dict[str, ModalityKind] = {}
 
 
@@ -32,6 +33,9 @@ def kinds() -> dict[str, ModalityKind]:
 def get_kind(name: str) -> ModalityKind:
     """The kind called `name`; an unknown name is one error naming the installed kinds."""
     available = kinds()
+    if name not in available and name in _broken:
+        raise ClinFuseError(f"modality kind '{name}' is installed but unusable: {_broken[name]}",
+                            "fix or reinstall the package that provides it")  # fmt: skip
     if name not in available:
         raise ClinFuseError(
             f"modality kind '{name}' is not installed (installed: {', '.join(available)})",
@@ -60,13 +64,19 @@ def _load_installed() -> dict[str, ModalityKind]:
         if _installed is None:
             found: dict[str, ModalityKind] = {}
             for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
-                kind = point.load()()
-                check_kind(kind)
+                # One broken plug-in must not stop the kinds that work: it is reported when it is asked for.
+                try:
+                    kind = point.load()()
+                    check_kind(kind)
+                except ClinFuseError as exc:
+                    _broken[point.name] = exc.problem
+                    continue
+                except Exception as exc:  # an import error of the plug-in's package
+                    _broken[point.name] = f"{point.value} does not load ({type(exc).__name__}: {exc})"
+                    continue
                 if kind.name != point.name:
-                    raise ClinFuseError(
-                        f"the entry point '{point.name}' of group {ENTRY_POINT_GROUP} loads kind '{kind.name}'",
-                        "name the entry point after the kind it loads",
-                    )
+                    _broken[point.name] = f"its entry point loads kind '{kind.name}' (name it after the kind)"
+                    continue
                 found[kind.name] = kind
             _installed = found
         return _installed

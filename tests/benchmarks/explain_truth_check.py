@@ -1,4 +1,4 @@
-"""Explanations against the demo cohort's planted truth; prints the three figures beside their chance levels.
+"""Explanations against the demo cohort's planted truth; prints each figure beside its chance level.
 
 Run: .venv/bin/python tests/benchmarks/explain_truth_check.py --run data/demo/run --cohort data/demo/cohort
 The key that pseudonymised the cache must be the current one (CLINFUSE_HOME / CLINFUSE_PSEUDONYM_KEY).
@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from clinfuse.pipelines.explain_truth import check_against_truth
+from explain_truth import check_against_truth  # this folder is on sys.path when the script runs
 
 GOALS = {"dominant_modality_first": 0.80, "planted_genes_in_top20": 0.70}
 
@@ -31,9 +31,24 @@ def main() -> None:
           f"(chance {dominant['chance']:.2f}, goal >= {GOALS['dominant_modality_first']})")  # fmt: skip
     print(f"planted genes in table SHAP top-20: {genes['mean_recall']:.2f} over {genes['n']} positives "
           f"(chance {genes['chance']:.3f}, goal >= {GOALS['planted_genes_in_top20']})")  # fmt: skip
-    print(f"image heatmap mass inside the finding's box: {heat['mean_fraction']:.2f} over {heat['n']} images "
-          f"(box area share {heat['chance']:.2f})")  # fmt: skip
+    print(f"image heatmap mass inside the finding's box: {_f(heat['mean_fraction'])} over {heat['n']} images "
+          f"(box area share {_f(heat['chance'])})")  # fmt: skip
+    notes, words, ecg = (result[k] for k in ("planted_words_in_notes_top5", "signal_word_attribution",
+                                             "ecg_mass_in_st_segments"))  # fmt: skip
+    if notes["n"] or words["n_positive"]:
+        print(f"planted words among the notes' top-5 tokens: {_f(notes['fraction'])} of {notes['n']} patients "
+              f"(chance {_f(notes['chance'])})")  # fmt: skip
+        print(f"mean attribution of signal words: {_f(words['in_planted_phrases'], 4)} in planted phrases "
+              f"({words['n_positive']} patients), {_f(words['in_negations'], 4)} in negations "
+              f"({words['n_negated']} patients)")  # fmt: skip
+    if ecg["n"]:
+        print(f"ECG |attribution| inside the planted ST segments: {_f(ecg['mean_fraction'])} over {ecg['n']} "
+              f"ECGs (segments' share {_f(ecg['chance'], 3)})")  # fmt: skip
     print(f"took {time.perf_counter() - started:.0f} s")
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 if __name__ == "__main__":

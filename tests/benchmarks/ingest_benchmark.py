@@ -176,7 +176,7 @@ def classify(files: Sequence[Path]) -> dict[Path, tuple[str, bool]]:
 
 def warm_up(syntaxes: dict[Path, tuple[str, bool]], size: int) -> float:
     """Decode one file per transfer syntax (imports MONAI and each decoder plugin); returns seconds taken."""
-    from clinfuse.platform.ingest.dicom_pixels import preprocess_file
+    from clinfuse.kinds.dicom.pixels import preprocess_file
 
     firsts: dict[str, Path] = {}
     for path, (name, _) in syntaxes.items():
@@ -191,7 +191,7 @@ def decode_throughput(
     syntaxes: dict[Path, tuple[str, bool]], size: int
 ) -> tuple[list[RateRow], list[RateRow], dict[Path, np.ndarray]]:
     """Decode every file once, single process; rates per group and per syntax, and the decoded pixels."""
-    from clinfuse.platform.ingest.dicom_pixels import preprocess_file
+    from clinfuse.kinds.dicom.pixels import preprocess_file
 
     per_file: dict[Path, Timing] = {}
     pixels: dict[Path, np.ndarray] = {}
@@ -278,7 +278,7 @@ def epoch_from_cache(images: np.ndarray, rng: np.random.Generator) -> tuple[Timi
 def epoch_from_dicom(files: Sequence[Path], size: int, rng: np.random.Generator) -> tuple[Timing, int]:
     """The same epoch, but decoding and preprocessing each file when it is drawn."""
     import torch
-    from clinfuse.platform.ingest.dicom_pixels import preprocess_file
+    from clinfuse.kinds.dicom.pixels import preprocess_file
 
     seen = 0
     with Stopwatch() as sw:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from clinfuse.kinds.table.source import read_table
 from clinfuse.platform.config import load_cohort_config
 from clinfuse.platform.ingest.cohort_table import load_cohort
-from clinfuse.platform.ingest.table_source import read_table
 
 
 def _sibling(name: str):

@@ -120,7 +120,7 @@ class _Setup:
         self.cache = FeatureCache(cache_path)
         self.accelerator = _resolve_accelerator(accelerator)
         self.device = torch.device("cuda" if self.accelerator == "gpu" else "cpu")
-        self.specs = _encoder_specs(self.cache, self.accelerator, image_encoder)
+        self.specs = _encoder_specs(self.cache, self.accelerator, {"dicom": image_encoder} if image_encoder else {})
         images = [name for name, spec in self.specs.items() if spec.kind == "dicom"]
         if not images:
             sys.exit(f"error: cache {cache_path} has no dicom modality; nothing to benchmark")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from clinfuse.models.encoders.image import LSE_SHARPNESS, SmallCNN, lse_pool
+from clinfuse.kinds.dicom.encoder import LSE_SHARPNESS, SmallCNN, lse_pool
 
 
 def test_pooling_lies_between_the_mean_and_the_max_and_tends_to_each() -> None:

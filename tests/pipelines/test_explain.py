@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 from pathlib import Path
@@ -9,10 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clinfuse.pipelines.explain import RunExplainer
-from clinfuse.pipelines.explain_truth import check_against_truth
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.demo.vocabulary import PLANTED_GENES
 from clinfuse.platform.errors import ClinFuseError
+
+
+def _explain_truth():
+    """tests/benchmarks/explain_truth.py, loaded as a module (tests/ is not a package)."""
+    path = Path(__file__).parents[1] / "benchmarks" / "explain_truth.py"
+    spec = importlib.util.spec_from_file_location("explain_truth", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,7 @@ def test_cli_prints_json(demo_run: Path, clinfuse_exe: Path, explainer: RunExpla
 
 
 def test_truth_check_figures_are_computed(demo_run: Path, demo_cohort: Path) -> None:
-    result = check_against_truth(demo_run, demo_cohort, split="test", limit=25)
+    result = _explain_truth().check_against_truth(demo_run, demo_cohort, split="test", limit=25)
     dominant = result["dominant_modality_first"]
     assert dominant["n"] > 0 and 0 <= dominant["fraction"] <= 1 and 0 < dominant["chance"] <= 1
     genes = result["planted_genes_in_top20"]

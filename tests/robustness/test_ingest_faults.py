@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from clinfuse.platform.ingest import INGESTERS
+from clinfuse.kinds.table import TableKind
 from pydicom.data import get_testdata_file
 
 SPLITS = ["train", "train", "train", "train", "val", "val", "test", "test"]
@@ -213,13 +213,13 @@ def test_leftovers_of_dead_ingests_are_swept_and_a_live_one_is_left(
     lock = os.open(live / ".writer.lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(lock, fcntl.LOCK_EX)  # another ingest of the same cache, still running
     scratches: list[Path] = []
-    table = INGESTERS["table"]
+    table = TableKind.ingest
 
-    def spy(modality, cohort, out, context):
+    def spy(self, modality, cohort, out, context):
         scratches.append(context.scratch)
-        return table(modality, cohort, out, context)
+        return table(self, modality, cohort, out, context)
 
-    monkeypatch.setitem(INGESTERS, "table", spy)
+    monkeypatch.setattr(TableKind, "ingest", spy)
     (config.parent / "genomics.csv").write_text((config.parent / "genomics.csv").read_text().replace("0.", "1.", 1))
     try:
         assert _ingest(probe, config, cache).code == 0

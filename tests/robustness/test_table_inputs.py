@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from clinfuse.platform.config import EhrModality
-from clinfuse.platform.ingest import ehr_source
+from clinfuse.kinds.ehr import source as ehr_source
+from clinfuse.kinds.ehr.config import EhrModality
+from clinfuse.kinds.ehr.ingest import ingest_ehr
+from clinfuse.kinds.table.source import Z_LIMIT, TableAlignment
 from clinfuse.platform.ingest.cohort_table import Cohort
 from clinfuse.platform.ingest.context import IngestContext
-from clinfuse.platform.ingest.ehr_modality import ingest_ehr
-from clinfuse.platform.ingest.table_source import Z_LIMIT, TableAlignment
 from clinfuse.platform.security import Pseudonymiser
 
 SPLITS = ["train"] * 6 + ["val", "val", "test", "test"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from clinfuse.models.explain.within_modality import AttributionContext, image_attribution, table_attribution
+from clinfuse.kinds.dicom.attribution import image_attribution
+from clinfuse.kinds.table.attribution import table_attribution
+from clinfuse.models.explain.within_modality import AttributionContext
 from clinfuse.models.fusion import ModalityBranch
 from torch import nn
 

@@ -10,16 +10,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from clinfuse.kinds.dicom.config import DicomModality
+from clinfuse.kinds.ehr.config import EhrModality
+from clinfuse.kinds.table.config import TableModality
 from clinfuse.platform.config import (
     CohortConfig,
-    DicomModality,
-    EhrModality,
     SplitConfig,
-    TableModality,
     load_cohort_config,
     write_cohort_config,
 )
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.kinds import kinds
 from pydantic import ValidationError
 
 BASE: dict = {
@@ -152,7 +153,7 @@ def _append_modality(entry: dict) -> Callable[[dict], None]:
 INVALID_CASES = {
     "unknown modality kind": (
         _append_modality({"name": "notes", "kind": "text", "path": "ehr"}),
-        ["modalities.3", "unknown modality kind", "dicom, table, ehr"],
+        ["modalities.3", "unknown modality kind 'text'", f"use one of {', '.join(kinds())}"],
     ),
     "duplicate modality name": (
         _append_modality({"name": "genomics", "kind": "table", "path": "genomics/expression.csv"}),

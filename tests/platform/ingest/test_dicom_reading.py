@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from clinfuse.platform.ingest.dicom_headers import FileIssue, ImageHeader, read_header, select_images
-from clinfuse.platform.ingest.dicom_pixels import ImageGeometry, preprocess_file
+from clinfuse.kinds.dicom.headers import FileIssue, ImageHeader, read_header, select_images
+from clinfuse.kinds.dicom.pixels import ImageGeometry, preprocess_file
 from pydicom.data import get_testdata_file
 
 # pydicom ships these files inside its wheel: the same MR slice in many transfer syntaxes, plus colour images.
@@ -48,7 +48,7 @@ def test_lossy_syntaxes_decode(name: str) -> None:
 
 
 def test_a_corrupt_stream_is_reported_not_raised() -> None:
-    from clinfuse.platform.ingest.dicom_modality import _safe_preprocess
+    from clinfuse.kinds.dicom.ingest import _safe_preprocess
 
     # pydicom ships JPEG-lossy.dcm with a damaged JPEG stream (a misplaced marker segment)
     image, reason = _safe_preprocess((_shipped("JPEG-lossy.dcm"), 64, None))

@@ -12,9 +12,10 @@ import pandas as pd
 import pydicom
 import pytest
 import yaml
+from clinfuse.kinds.table import TableKind
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
-from clinfuse.platform.ingest import INGESTERS, ingest
+from clinfuse.platform.ingest import ingest
 from clinfuse.platform.ingest.fingerprint import file_digest
 from clinfuse.platform.security import Pseudonymiser, load_pseudonym_key
 
@@ -139,7 +140,7 @@ def test_an_interrupted_ingest_leaves_the_previous_cache_intact(
     def crash(*args: object) -> None:
         raise KeyboardInterrupt("simulated kill during the table modality")
 
-    monkeypatch.setitem(INGESTERS, "table", crash)
+    monkeypatch.setattr(TableKind, "ingest", crash)
     with pytest.raises(KeyboardInterrupt):
         ingest(demo_cohort_copy / "cohort.yaml", cache, workers=1)
     assert (cache / "manifest.json").read_bytes() == before

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from clinfuse.platform.config import TableModality
+from clinfuse.kinds.table.config import TableModality
+from clinfuse.kinds.table.source import TableAlignment, read_table
 from clinfuse.platform.errors import ClinFuseError
-from clinfuse.platform.ingest.table_source import TableAlignment, read_table
 
 WIDE = pd.DataFrame(
     {

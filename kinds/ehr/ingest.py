@@ -7,10 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from clinfuse.platform.config import EhrModality
+from clinfuse.kinds.ehr.config import EhrModality
+from clinfuse.kinds.ehr.features import EVENT_ORDER, EhrAlignment, canonical_events, code_texts
 from clinfuse.platform.ingest.cohort_table import Cohort
 from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
-from clinfuse.platform.ingest.ehr_features import EVENT_ORDER, EhrAlignment, canonical_events, code_texts
 
 ALIGNMENT_FILE = "alignment.json"
 EVENTS_FILE = "events.parquet"
@@ -19,7 +19,7 @@ ARRAY_FILES = ("codes", "code_age_days", "labs", "lab_observed")
 
 
 def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: IngestContext) -> ModalityOutput:
-    from clinfuse.platform.ingest.ehr_source import load_ehr_events  # PyHealth/polars only when EHR is ingested
+    from clinfuse.kinds.ehr.source import load_ehr_events  # PyHealth/polars only when EHR is ingested
 
     loaded, excluded = load_ehr_events(modality, cohort.index_times(), context.scratch, context.progress)
     events, non_finite = canonical_events(loaded)

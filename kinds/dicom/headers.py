@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pydicom
-from clinfuse.platform.config import DicomModality
+from clinfuse.kinds.dicom.config import DicomModality
 from clinfuse.platform.errors import ClinFuseError
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID

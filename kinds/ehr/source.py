@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import polars as pl
-from clinfuse.platform.config import EhrModality
+from clinfuse.kinds.ehr.config import EhrModality
 from clinfuse.platform.errors import ClinFuseError
 
 REQUIRED_MIMIC4_FILES = ("hosp/patients.csv.gz", "hosp/admissions.csv.gz")

@@ -13,10 +13,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from clinfuse.platform.config import DicomModality
-from clinfuse.platform.ingest.cohort_table import Cohort
-from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
-from clinfuse.platform.ingest.dicom_headers import (
+from clinfuse.kinds.dicom.config import DicomModality
+from clinfuse.kinds.dicom.headers import (
     FileIssue,
     ImageHeader,
     list_files,
@@ -24,7 +22,9 @@ from clinfuse.platform.ingest.dicom_headers import (
     read_manifest,
     select_images,
 )
-from clinfuse.platform.ingest.dicom_pixels import PreprocessedImage, preprocess_file
+from clinfuse.kinds.dicom.pixels import PreprocessedImage, preprocess_file
+from clinfuse.platform.ingest.cohort_table import Cohort
+from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
 from clinfuse.platform.ingest.fingerprint import file_digest
 from tqdm import tqdm
 

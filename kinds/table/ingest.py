@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from clinfuse.platform.config import TableModality
+from clinfuse.kinds.table.config import TableModality
+from clinfuse.kinds.table.source import TableAlignment, read_table
 from clinfuse.platform.ingest.cohort_table import Cohort
 from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
-from clinfuse.platform.ingest.table_source import TableAlignment, read_table
 
 FEATURES_FILE = "features.parquet"
 ALIGNMENT_FILE = "alignment.json"

@@ -1,1 +1,0 @@
-"""The `notes` modality kind."""

@@ -1,1 +1,0 @@
-"""The `waveform` modality kind."""
