@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from clinfuse.pipelines.registry.cli import models_app
+from clinfuse.platform.demo.latent import MODALITY_NAMES, OPTIONAL_MODALITIES
 from clinfuse.platform.errors import ClinFuseError
 
 app = typer.Typer(
@@ -34,14 +35,20 @@ def demo_data(
     out: Annotated[Path, typer.Option("--out", help="folder to write the cohort into")],
     patients: Annotated[int, typer.Option("--patients", help="number of patients (see docs/demo-cohort.md)")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="random seed; equal seeds give identical files")] = 0,
+    modalities: Annotated[
+        str,
+        typer.Option("--modalities", help=f"{','.join(MODALITY_NAMES)} plus any of {', '.join(OPTIONAL_MODALITIES)}"),
+    ] = ",".join(MODALITY_NAMES),
 ) -> None:
-    """Generate the synthetic demo cohort: DICOM, expression tables, MIMIC-IV EHR, cohort.yaml, truth."""
+    """Generate the synthetic demo cohort: DICOM, expression tables, MIMIC-IV EHR, any optional modalities
+    (--modalities), cohort.yaml, truth."""
     from time import perf_counter
 
     from clinfuse.platform.demo import generate_demo_cohort
 
     started = perf_counter()
-    counts = generate_demo_cohort(out, patients=patients, seed=seed)
+    names = tuple(name.strip() for name in modalities.split(",") if name.strip())
+    counts = generate_demo_cohort(out, patients=patients, seed=seed, modalities=names)
     summary = ", ".join(f"{k}={v}" for k, v in counts.items())
     typer.echo(f"demo cohort written to {out} in {perf_counter() - started:.1f}s: {summary}")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,16 @@ import pandas as pd
 from clinfuse.platform.config import CohortConfig, CohortTable, write_cohort_config
 from clinfuse.platform.demo.dicom_export import ImageRecord, PatientHeader, write_radiograph
 from clinfuse.platform.demo.expression import write_expression
-from clinfuse.platform.demo.latent import PatientTruth, SignalWeights, sample_patients
+from clinfuse.platform.demo.latent import (
+    MODALITY_NAMES,
+    OPTIONAL_MODALITIES,
+    PatientTruth,
+    SignalWeights,
+    add_optional_modalities,
+    sample_patients,
+)
 from clinfuse.platform.demo.mimic import write_mimic4
+from clinfuse.platform.demo.notes import write_notes
 from clinfuse.platform.demo.radiograph import Finding, render_radiograph
 from clinfuse.platform.demo.tables import write_csv_deterministic
 from clinfuse.platform.demo.vocabulary import (
@@ -27,24 +36,40 @@ from clinfuse.platform.demo.vocabulary import (
 )
 from clinfuse.platform.errors import ClinFuseError
 
+STREAMS = ("latent", "image", "genes", "ehr", "optional_latents", *OPTIONAL_MODALITIES)
+# The writer of each optional modality: (subjects, folder, rng) -> (truth per patient, planted facts)
+OPTIONAL_WRITERS: dict[str, Callable[[list, Path, np.random.Generator], tuple[dict[str, dict], dict]]] = {
+    "notes": write_notes,
+}
 PRIOR_STUDY_RATE = 0.20
 FOLLOW_UP_STUDY_RATE = 0.08
 PORTRAIT_RATE = 0.15
 
 
-def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0) -> dict[str, int]:
-    """Write a full synthetic cohort under `out`; return counts per modality. Deterministic per seed."""
+def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0,
+                         modalities: tuple[str, ...] = MODALITY_NAMES) -> dict[str, int]:  # fmt: skip
+    """Write a full synthetic cohort under `out`; return counts per modality. Deterministic per seed.
+
+    `modalities`: imaging, genomics and ehr always, plus any of OPTIONAL_MODALITIES. Without the optional ones
+    the cohort is the same, file for file, as before they existed (their latents and files come from random
+    streams of their own)."""
     if patients < 1:
         raise ClinFuseError(f"--patients must be at least 1, got {patients}")
+    optional = _optional_modalities(modalities)
     _prepare_output(out)
-    streams = np.random.SeedSequence(seed).spawn(4)
-    rng_latent, rng_image, rng_genes, rng_ehr = (np.random.default_rng(s) for s in streams)
+    # One stream per job; a new job's stream is appended, so the others' (and their files) never change.
+    streams = np.random.SeedSequence(seed).spawn(len(STREAMS))
+    rng = {job: np.random.default_rng(stream) for job, stream in zip(STREAMS, streams, strict=True)}
     weights = SignalWeights()
-    cohort = sample_patients(patients, rng_latent, weights)
+    cohort = sample_patients(patients, rng["latent"], weights)
+    add_optional_modalities(cohort, optional, rng["optional_latents"], weights)
 
-    images, findings = _write_imaging(cohort, out, seed, rng_image)
-    gene_loadings = write_expression(cohort, out / "genomics", rng_genes)
-    ehr_truth = write_mimic4(cohort, out / "ehr", rng_ehr)
+    images, findings = _write_imaging(cohort, out, seed, rng["image"])
+    gene_loadings = write_expression(cohort, out / "genomics", rng["genes"])
+    ehr_truth = write_mimic4(cohort, out / "ehr", rng["ehr"])
+    optional_truth = {
+        name: OPTIONAL_WRITERS[name](_subjects(cohort, name), out / name, rng[name]) for name in optional
+    }
 
     write_csv_deterministic(
         pd.DataFrame(
@@ -62,16 +87,41 @@ def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0) -> dict
         {"patient_id": pid, "path": str(rec.path.relative_to(out))} for pid, recs in images.items() for rec in recs
     ]
     write_csv_deterministic(pd.DataFrame(manifest).sort_values("path"), out / "imaging_manifest.csv")
-    write_cohort_config(_demo_config(out), out / "cohort.yaml")
-    _write_truth(out / "ground_truth.json", cohort, weights, seed, findings, gene_loadings, ehr_truth)
+    write_cohort_config(_demo_config(out, optional), out / "cohort.yaml")
+    _write_truth(out / "ground_truth.json", cohort, weights, seed, findings, gene_loadings, ehr_truth, optional_truth)
     return {
         "patients": patients,
         "imaging": sum(p.present["imaging"] for p in cohort),
         "dicom_files": sum(len(v) for v in images.values()),
         "genomics": sum(p.present["genomics"] for p in cohort),
         "ehr": sum(p.present["ehr"] for p in cohort),
+        **{name: sum(p.present[name] for p in cohort) for name in optional},
         "positives": sum(p.label for p in cohort),
     }
+
+
+def _optional_modalities(modalities: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = sorted(set(modalities) - set(MODALITY_NAMES) - set(OPTIONAL_MODALITIES))
+    missing = [m for m in MODALITY_NAMES if m not in modalities]
+    if unknown or missing:
+        raise ClinFuseError(
+            f"--modalities: {'unknown ' + ', '.join(unknown) if unknown else 'missing ' + ', '.join(missing)}",
+            f"give {', '.join(MODALITY_NAMES)} and any of {', '.join(OPTIONAL_MODALITIES)}",
+        )
+    return tuple(m for m in OPTIONAL_MODALITIES if m in modalities)
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """A patient as the optional modalities' writers see it: id, index time and that modality's severity."""
+
+    patient_id: str
+    index_time: datetime
+    severity: float
+
+
+def _subjects(cohort: list[PatientTruth], modality: str) -> list[_Subject]:
+    return [_Subject(p.patient_id, p.index_time, p.severity[modality]) for p in cohort if p.present[modality]]
 
 
 def _prepare_output(out: Path) -> None:
@@ -82,7 +132,7 @@ def _prepare_output(out: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise ClinFuseError(f"cannot write to --out {out}: {exc.strerror}", "choose a writable folder") from exc
-    for name in ("imaging", "genomics", "ehr"):  # regenerating must not leave files of an earlier cohort
+    for name in (*MODALITY_NAMES, *OPTIONAL_MODALITIES):  # regenerating must not leave files of an earlier cohort
         if (out / name).exists():
             shutil.rmtree(out / name)
 
@@ -148,15 +198,17 @@ def _finding_truth(record: ImageRecord, finding: Finding | None, rows: int, cols
     return truth
 
 
-def _demo_config(out: Path) -> CohortConfig:
+def _demo_config(out: Path, optional: tuple[str, ...]) -> CohortConfig:
+    entries = {
+        "imaging": {"kind": "dicom", "name": "imaging", "path": out / "imaging"},
+        "genomics": {"kind": "table", "name": "genomics", "path": out / "genomics" / "expression.parquet"},
+        "ehr": {"kind": "ehr", "name": "ehr", "path": out / "ehr"},
+        "notes": {"kind": "notes", "name": "notes", "path": out / "notes", "format": "mimic4_note"},
+    }
     return CohortConfig(
         name="clinfuse-demo",
         cohort=CohortTable(path=out / "cohort.csv", sex="sex", age="age"),
-        modalities=(
-            {"kind": "dicom", "name": "imaging", "path": out / "imaging"},
-            {"kind": "table", "name": "genomics", "path": out / "genomics" / "expression.parquet"},
-            {"kind": "ehr", "name": "ehr", "path": out / "ehr"},
-        ),
+        modalities=tuple(entries[name] for name in (*MODALITY_NAMES, *optional)),
     )
 
 
@@ -168,6 +220,7 @@ def _write_truth(
     findings: dict[str, dict],
     gene_loadings: dict[str, float],
     ehr_truth: dict[str, dict],
+    optional_truth: dict[str, tuple[dict[str, dict], dict]],
 ) -> None:
     truth = {
         "seed": seed,
@@ -178,6 +231,7 @@ def _write_truth(
             "diagnoses": list(PLANTED_DIAGNOSES),
             "lab_itemids": sorted(PLANTED_LAB_SHIFTS),
             "leak_diagnoses_after_index": list(LEAK_DIAGNOSES),
+            **{name: planted for name, (_, planted) in optional_truth.items()},
         },
         "patients": {
             p.patient_id: {
@@ -190,9 +244,11 @@ def _write_truth(
                     "finding_amplitude": round(p.finding_amplitude, 6),
                     "gene_score": round(p.gene_score, 6),
                     "ehr_severity": round(p.ehr_severity, 6),
+                    **{f"{name}_severity": round(value, 6) for name, value in p.severity.items()},
                 },
                 "image": findings.get(p.patient_id),
                 "ehr": ehr_truth.get(p.patient_id),
+                **{name: per_patient.get(p.patient_id) for name, (per_patient, _) in optional_truth.items()},
             }
             for p in cohort
         },

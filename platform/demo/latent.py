@@ -14,6 +14,11 @@ import numpy as np
 
 MODALITY_NAMES: tuple[str, ...] = ("imaging", "genomics", "ehr")
 PRESENCE_RATES: dict[str, float] = {"imaging": 0.75, "genomics": 0.60, "ehr": 0.95}
+# Modalities a cohort may add (`--modalities`): each a latent severity ~ N(0, 1) whose weighted value joins the
+# logit, drawn from a stream of its own so the three above (and their files) are the same with or without them.
+OPTIONAL_MODALITIES: tuple[str, ...] = ("notes",)
+OPTIONAL_PRESENCE_RATES: dict[str, float] = {"notes": 0.70}
+_CENTRED_TERMS = ("interaction", "age")  # contributions that belong to no modality
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class SignalWeights:
     genomics: float = 1.8
     ehr: float = 1.9
     interaction: float = 1.0
+    notes: float = 1.6
     age_per_year: float = 0.015
     age_center: float = 64.0
 
@@ -44,11 +50,14 @@ class PatientTruth:
     contributions: dict[str, float] = field(default_factory=dict)
     logit: float = 0.0
     label: int = 0
+    outcome_draw: float = 0.0  # the uniform draw behind the label: label = draw < sigmoid(logit)
+    severity: dict[str, float] = field(default_factory=dict)  # latents of the optional modalities
 
     @property
     def dominant_modality(self) -> str | None:
         """The modality whose contribution clearly dominates (|top| >= 1 and >= 2x the runner-up)."""
-        ranked = sorted(MODALITY_NAMES, key=lambda m: abs(self.contributions[m]), reverse=True)
+        names = [m for m in self.contributions if m not in _CENTRED_TERMS]
+        ranked = sorted(names, key=lambda m: abs(self.contributions[m]), reverse=True)
         top, second = abs(self.contributions[ranked[0]]), abs(self.contributions[ranked[1]])
         return ranked[0] if top >= 1.0 and top >= 2.0 * second else None
 
@@ -56,6 +65,9 @@ class PatientTruth:
 # E[max(0, Z)] for Z ~ N(0, 1): centres the image term so contributions average ~0 over the cohort.
 _MEAN_FINDING = 1.0 / np.sqrt(2.0 * np.pi)
 _INTERACTION_THRESHOLD = 0.5
+# Each optional modality's logit term from its severity, as its data shows it: notes shift phrase frequencies both
+# ways.
+_OPTIONAL_TERMS = {"notes": lambda z: z}
 
 
 def sample_patients(n: int, rng: np.random.Generator, weights: SignalWeights) -> list[PatientTruth]:
@@ -98,6 +110,23 @@ def sample_patients(n: int, rng: np.random.Generator, weights: SignalWeights) ->
                 contributions={k: round(float(v), 6) for k, v in contributions.items()},
                 logit=round(float(logit), 6),
                 label=label,
+                outcome_draw=float(noise_u[i]),
             )
         )
     return patients
+
+
+def add_optional_modalities(patients: list[PatientTruth], names: tuple[str, ...], rng: np.random.Generator,
+                            weights: SignalWeights) -> None:  # fmt: skip
+    """Give each patient a severity, a presence and a logit term per optional modality; relabel with the same draw."""
+    for name in names:
+        severity = rng.normal(size=len(patients))
+        present = rng.random(size=len(patients)) < OPTIONAL_PRESENCE_RATES[name]
+        for patient, value, has in zip(patients, severity, present, strict=True):
+            patient.severity[name] = float(value)
+            patient.present[name] = bool(has)
+            patient.contributions[name] = round(float(getattr(weights, name) * _OPTIONAL_TERMS[name](value)), 6)
+    for patient in patients:
+        logit = weights.intercept + sum(patient.contributions.values())
+        patient.logit = round(float(logit), 6)
+        patient.label = int(patient.outcome_draw < 1.0 / (1.0 + np.exp(-logit)))
