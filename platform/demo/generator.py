@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from clinfuse.platform.config import CohortConfig, CohortTable, write_cohort_config
 from clinfuse.platform.demo.dicom_export import ImageRecord, PatientHeader, write_radiograph
+from clinfuse.platform.demo.ecg import write_ecgs
 from clinfuse.platform.demo.expression import write_expression
 from clinfuse.platform.demo.latent import (
     MODALITY_NAMES,
@@ -40,6 +41,7 @@ STREAMS = ("latent", "image", "genes", "ehr", "optional_latents", *OPTIONAL_MODA
 # The writer of each optional modality: (subjects, folder, rng) -> (truth per patient, planted facts)
 OPTIONAL_WRITERS: dict[str, Callable[[list, Path, np.random.Generator], tuple[dict[str, dict], dict]]] = {
     "notes": write_notes,
+    "ecg": write_ecgs,
 }
 PRIOR_STUDY_RATE = 0.20
 FOLLOW_UP_STUDY_RATE = 0.08
@@ -204,6 +206,7 @@ def _demo_config(out: Path, optional: tuple[str, ...]) -> CohortConfig:
         "genomics": {"kind": "table", "name": "genomics", "path": out / "genomics" / "expression.parquet"},
         "ehr": {"kind": "ehr", "name": "ehr", "path": out / "ehr"},
         "notes": {"kind": "notes", "name": "notes", "path": out / "notes", "format": "mimic4_note"},
+        "ecg": {"kind": "waveform", "name": "ecg", "path": out / "ecg"},
     }
     return CohortConfig(
         name="clinfuse-demo",

@@ -16,8 +16,8 @@ MODALITY_NAMES: tuple[str, ...] = ("imaging", "genomics", "ehr")
 PRESENCE_RATES: dict[str, float] = {"imaging": 0.75, "genomics": 0.60, "ehr": 0.95}
 # Modalities a cohort may add (`--modalities`): each a latent severity ~ N(0, 1) whose weighted value joins the
 # logit, drawn from a stream of its own so the three above (and their files) are the same with or without them.
-OPTIONAL_MODALITIES: tuple[str, ...] = ("notes",)
-OPTIONAL_PRESENCE_RATES: dict[str, float] = {"notes": 0.70}
+OPTIONAL_MODALITIES: tuple[str, ...] = ("notes", "ecg")
+OPTIONAL_PRESENCE_RATES: dict[str, float] = {"notes": 0.70, "ecg": 0.60}
 _CENTRED_TERMS = ("interaction", "age")  # contributions that belong to no modality
 
 
@@ -31,6 +31,7 @@ class SignalWeights:
     ehr: float = 1.9
     interaction: float = 1.0
     notes: float = 1.6
+    ecg: float = 1.7
     age_per_year: float = 0.015
     age_center: float = 64.0
 
@@ -66,8 +67,8 @@ class PatientTruth:
 _MEAN_FINDING = 1.0 / np.sqrt(2.0 * np.pi)
 _INTERACTION_THRESHOLD = 0.5
 # Each optional modality's logit term from its severity, as its data shows it: notes shift phrase frequencies both
-# ways.
-_OPTIONAL_TERMS = {"notes": lambda z: z}
+# ways; an ECG shows only elevation (max(0, z), centred like the image finding).
+_OPTIONAL_TERMS = {"notes": lambda z: z, "ecg": lambda z: max(0.0, z) - _MEAN_FINDING}
 
 
 def sample_patients(n: int, rng: np.random.Generator, weights: SignalWeights) -> list[PatientTruth]:
