@@ -35,7 +35,7 @@ def render(section: SectionData) -> bool:
     with bars:
         if section.entry.get("top"):
             st.plotly_chart(charts.signed_bars(section.entry["top"], f"{section.modality}: contributing words"),
-                            key=f"bars_{section.modality}")  # fmt: skip
+                            config=charts.PLOT_CONFIG, key=f"bars_{section.modality}")  # fmt: skip
     return True
 
 

@@ -8,6 +8,7 @@ import html
 
 import numpy as np
 import plotly.graph_objects as go
+from clinfuse.dashboards.charts import PLOT_CONFIG
 from clinfuse.platform.kinds.base import SectionData
 from plotly.subplots import make_subplots
 
@@ -55,7 +56,7 @@ def render_ecg_section(section: SectionData) -> bool:
     heatmap = entry.get("heatmap")
     heatmap = np.asarray(heatmap, np.float32) if heatmap is not None and not isinstance(heatmap, str) else None
     fig = ecg_figure(signal, list(settings["leads"]), int(settings["sampling_rate"]), heatmap)
-    st.plotly_chart(fig, config={"displaylogo": False}, key=f"ecg_{section.modality}")
+    st.plotly_chart(fig, config=PLOT_CONFIG, key=f"ecg_{section.modality}")
     top = entry.get("top") or []
     if top:
         items = ", ".join(f"{html.escape(str(t['name']))} ({t['value']:+.3f})" for t in top[:5])
