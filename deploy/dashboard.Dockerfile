@@ -29,6 +29,7 @@ RUN /opt/venv/bin/python -c 'import re, tomllib; deps = tomllib.load(open("pypro
     && /opt/venv/bin/pip install -r /tmp/requirements.txt
 COPY platform/ platform/
 COPY models/ models/
+COPY kinds/ kinds/
 COPY pipelines/ pipelines/
 COPY dashboards/ dashboards/
 # A regular (not editable) install: the runtime stage gets the venv only, never the source folders.

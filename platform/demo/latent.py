@@ -31,7 +31,7 @@ class SignalWeights:
     ehr: float = 1.9
     interaction: float = 1.0
     notes: float = 1.6
-    ecg: float = 1.7
+    ecg: float = 2.4  # as strong as the image finding: both show only their positive part
     age_per_year: float = 0.015
     age_center: float = 64.0
 
