@@ -24,6 +24,16 @@ def clinfuse_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def restore_main_module():
+    """Streamlit's AppTest (dashboard tests, the kinds' section conformance) runs a script as `__main__` and leaves
+    it in sys.modules; a later test that spawns processes (Dask workers) would then re-run that script in every
+    child. Put the real `__main__` back after each test."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def demo_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 300-patient demo cohort; tests must not modify it (copy it with `demo_cohort_copy`)."""

@@ -8,11 +8,13 @@ Each figure sits beside its chance level; a modality the cohort lacks gives n = 
 - image heatmap: mean share of heatmap mass inside the planted finding's box, over patients with a clear
   finding (chance: the box's share of the image area);
 - notes: over patients whose notes (before the index time) hold a planted phrase and whose notes severity is
-  clearly raised, the share whose top-5 tokens hold a planted signal word (chance: the probability that 5 of the
-  patient's distinct tokens drawn at random hold one); and the mean attribution of signal words inside negations
-  ("no evidence of consolidation") against inside planted phrases (negated ones must not push the risk up as much);
-- ECG: mean share of |attribution| inside the planted ST segments of the planted leads, over patients with a
-  clear elevation (chance: those segments' share of the leads x samples).
+  clearly raised, the share whose top-5 tokens hold a word of a planted phrase (chance: the probability that 5 of
+  the patient's distinct tokens drawn at random hold one); and the mean attribution of the findings' key words
+  inside negations ("no evidence of consolidation") against inside planted phrases (negated ones must not push
+  the risk up as much);
+- ECG: over patients with a clear elevation, the mean share of |attribution| in the planted leads (chance: their
+  share of the leads) and inside the planted ST segments of those leads (chance: the segments' share of the
+  leads x samples).
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ def check_against_truth(run: Path, cohort_dir: Path, split: str = "test", limit:
     names = {kind: next((n for n, k in explainer.kinds.items() if k == kind), None)
              for kind in ("table", "dicom", "notes", "waveform")}  # fmt: skip
     tally: dict[str, list] = {key: [] for key in ("dominant", "dominant_chance", "genes", "heat", "heat_area",
-                                                  "notes", "notes_chance", "positive", "negated", "ecg", "ecg_area")}
+                                                  "notes", "notes_chance", "positive", "negated", "ecg", "ecg_area",
+                                                  "ecg_leads", "ecg_leads_chance")}
     planted_genes = set(truth["planted"]["genes"])
-    signal_words = set(truth["planted"].get("notes", {}).get("tokens", []))
+    planted_notes = truth["planted"].get("notes", {})
+    phrase_words = {word for phrase in planted_notes.get("phrases", []) for word in phrase.lower().split()}
+    signal_words = set(planted_notes.get("tokens", []))
     for patient in patients:
         entry = by_pseudonym[patient]
         explanation = explainer.explain(patient, store_heatmaps=False)
@@ -55,7 +60,7 @@ def check_against_truth(run: Path, cohort_dir: Path, split: str = "test", limit:
         if names["dicom"] in within:
             _image(entry, within[names["dicom"]], tally)
         if names["notes"] in within and entry.get("notes"):
-            _notes(entry, within[names["notes"]], signal_words, tally)
+            _notes(entry, within[names["notes"]], phrase_words, signal_words, tally)
         if names["waveform"] in within and entry.get("ecg"):
             _ecg(entry["ecg"], within[names["waveform"]], tally)
     panel = len(explainer.contexts[names["table"]].feature_names) if names["table"] else 0
@@ -66,10 +71,12 @@ def check_against_truth(run: Path, cohort_dir: Path, split: str = "test", limit:
                                    "chance": 20 / panel if panel else None},
         "heatmap_mass_in_finding": {"n": len(tally["heat"]), "mean_fraction": _mean(tally["heat"]),
                                     "chance": _mean(tally["heat_area"])},
-        "planted_words_in_notes_top5": _share(tally["notes"], tally["notes_chance"]),
+        "phrase_words_in_notes_top5": _share(tally["notes"], tally["notes_chance"]),
         "signal_word_attribution": {"in_planted_phrases": _mean(tally["positive"]),
                                     "in_negations": _mean(tally["negated"]),
                                     "n_positive": len(tally["positive"]), "n_negated": len(tally["negated"])},
+        "ecg_mass_in_planted_leads": {"n": len(tally["ecg_leads"]), "mean_fraction": _mean(tally["ecg_leads"]),
+                                      "chance": _mean(tally["ecg_leads_chance"])},
         "ecg_mass_in_st_segments": {"n": len(tally["ecg"]), "mean_fraction": _mean(tally["ecg"]),
                                     "chance": _mean(tally["ecg_area"])},
     }  # fmt: skip
@@ -93,15 +100,16 @@ def _image(entry: dict, within: dict, tally: dict[str, list]) -> None:
         tally["heat_area"].append(area)
 
 
-def _notes(entry: dict, within: dict, signal_words: set[str], tally: dict[str, list]) -> None:
-    """Planted words among the top tokens; signal words' values in planted phrases and in negations."""
+def _notes(entry: dict, within: dict, phrase_words: set[str], signal_words: set[str],
+           tally: dict[str, list]) -> None:  # fmt: skip
+    """Words of planted phrases among the top tokens; the key words' values in planted phrases and in negations."""
     tokens = [(str(token).lower(), float(value)) for token, value in within["detail"].get("tokens", [])]
     distinct = {token for token, _ in tokens}
     notes = entry["notes"]
     if notes.get("planted") and entry["latent"].get("notes_severity", 0.0) >= CLEAR_SEVERITY:
         top = [item["name"].lower() for item in within["top"][:NOTES_TOP]]
-        tally["notes"].append(bool(signal_words & set(top)))
-        without_signal, draws = len(distinct - signal_words), min(NOTES_TOP, len(distinct))
+        tally["notes"].append(bool(phrase_words & set(top)))
+        without_signal, draws = len(distinct - phrase_words), min(NOTES_TOP, len(distinct))
         miss = math.comb(without_signal, draws) / math.comb(len(distinct), draws) if distinct else 1.0
         tally["notes_chance"].append(1.0 - miss)
     values = [value for token, value in tokens if token in signal_words]
@@ -121,6 +129,9 @@ def _ecg(truth: dict, within: dict, tally: dict[str, list]) -> None:
         for start, end in truth["segments_s"]:
             mask[leads.index(lead), int(start * rate) : int(math.ceil(end * rate))] = True
     total = heat.sum()
+    planted_leads = [leads.index(lead) for lead in truth["leads"]]
+    tally["ecg_leads"].append(float(heat[planted_leads].sum() / total) if total > 0 else 0.0)
+    tally["ecg_leads_chance"].append(len(planted_leads) / len(leads))
     tally["ecg"].append(float(heat[mask].sum() / total) if total > 0 else 0.0)
     tally["ecg_area"].append(float(mask.mean()))
 

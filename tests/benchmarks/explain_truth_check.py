@@ -33,15 +33,18 @@ def main() -> None:
           f"(chance {genes['chance']:.3f}, goal >= {GOALS['planted_genes_in_top20']})")  # fmt: skip
     print(f"image heatmap mass inside the finding's box: {_f(heat['mean_fraction'])} over {heat['n']} images "
           f"(box area share {_f(heat['chance'])})")  # fmt: skip
-    notes, words, ecg = (result[k] for k in ("planted_words_in_notes_top5", "signal_word_attribution",
-                                             "ecg_mass_in_st_segments"))  # fmt: skip
+    keys = ("phrase_words_in_notes_top5", "signal_word_attribution", "ecg_mass_in_planted_leads",
+            "ecg_mass_in_st_segments")
+    notes, words, leads, ecg = (result[k] for k in keys)
     if notes["n"] or words["n_positive"]:
-        print(f"planted words among the notes' top-5 tokens: {_f(notes['fraction'])} of {notes['n']} patients "
-              f"(chance {_f(notes['chance'])})")  # fmt: skip
-        print(f"mean attribution of signal words: {_f(words['in_planted_phrases'], 4)} in planted phrases "
+        print(f"words of planted phrases among the notes' top-5 tokens: {_f(notes['fraction'])} of {notes['n']} "
+              f"patients (chance {_f(notes['chance'])})")  # fmt: skip
+        print(f"mean attribution of the findings' key words: {_f(words['in_planted_phrases'], 4)} in planted phrases "
               f"({words['n_positive']} patients), {_f(words['in_negations'], 4)} in negations "
               f"({words['n_negated']} patients)")  # fmt: skip
     if ecg["n"]:
+        print(f"ECG |attribution| in the planted leads (V1-V4): {_f(leads['mean_fraction'])} over {leads['n']} ECGs "
+              f"(their share of the leads {_f(leads['chance'])})")  # fmt: skip
         print(f"ECG |attribution| inside the planted ST segments: {_f(ecg['mean_fraction'])} over {ecg['n']} "
               f"ECGs (segments' share {_f(ecg['chance'], 3)})")  # fmt: skip
     print(f"took {time.perf_counter() - started:.0f} s")

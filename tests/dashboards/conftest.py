@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,15 +10,6 @@ import pytest
 
 PASSWORDS = {"clara": "clinician-password-1", "dana": "scientist-password-2"}
 ROLES = {"clara": "clinician", "dana": "data_scientist"}
-
-
-@pytest.fixture(autouse=True)
-def restore_main_module():
-    """AppTest runs the app as `__main__` and leaves it in sys.modules; a later test that spawns processes (Dask
-    workers) would then re-run the dashboard in every child. Put the real `__main__` back after each test."""
-    main = sys.modules["__main__"]
-    yield
-    sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
