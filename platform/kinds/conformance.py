@@ -4,6 +4,7 @@ end-to-end half, ingest -> train -> explain -> score -> dashboard, is tests/kind
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 
 from clinfuse.platform.errors import ClinFuseError
@@ -24,8 +25,6 @@ def check_kind(kind: ModalityKind) -> None:
     abstract = sorted(getattr(type(kind), "__abstractmethods__", ()))
     if abstract:
         raise ClinFuseError(f"{where} does not implement {', '.join(abstract)}", "implement every abstract part")
-    import re
-
     if not re.match(NAME_PATTERN, kind.name):
         raise ClinFuseError(f"{where}: name '{kind.name}' is not a lower-case identifier", "rename the kind")
     model = kind.config_model
