@@ -45,8 +45,9 @@ class Settings:
 
 
 def lead_key(name: str) -> str:
-    """Lead names compared case-insensitively, without a 'Lead ' prefix, spaces or dashes ('Lead aVR' = 'AVR')."""
-    key = str(name).strip().casefold()
+    """Lead names compared case-insensitively, without a 'Lead ' prefix, a parenthetical qualifier, spaces or dashes
+    ('Lead aVR' = 'AVR', 'Lead I (Einthoven)' = 'I')."""
+    key = str(name).split("(")[0].strip().casefold()
     key = key.removeprefix("lead").strip()
     return key.replace(" ", "").replace("-", "").replace("_", "")
 

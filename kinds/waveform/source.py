@@ -50,6 +50,11 @@ class RecordingError(Exception):
     """A recording that cannot be used; the message is a short reason without paths or ids."""
 
 
+# SCP-ECG lead codes of the 12 standard leads (DICOM PS3.16 CID 3001)
+SCPECG_LEADS = {"5.6.3-9-1": "I", "5.6.3-9-2": "II", "5.6.3-9-61": "III", "5.6.3-9-62": "aVR", "5.6.3-9-63": "aVL",
+                "5.6.3-9-64": "aVF", "5.6.3-9-3": "V1", "5.6.3-9-4": "V2", "5.6.3-9-5": "V3", "5.6.3-9-6": "V4",
+                "5.6.3-9-7": "V5", "5.6.3-9-8": "V6"}  # fmt: skip
+
 def scan(root: Path, manifest: Path | None) -> tuple[list[Candidate], Counter]:
     """Every linked recording under `root`, and counts of files seen and skipped by reason."""
     counts: Counter = Counter()
@@ -214,9 +219,12 @@ def _channel_unit(channel: object) -> str:
 
 
 def _channel_name(channel: object) -> str:
+    """The lead's standard name from its SCP-ECG code (DICOM CID 3001), else the code's meaning, else the label:
+    devices word the meaning freely ("Lead I (Einthoven)"), the code is fixed."""
     source = getattr(channel, "ChannelSourceSequence", None)
     if source:
-        return str(getattr(source[0], "CodeMeaning", "") or getattr(source[0], "CodeValue", ""))
+        code = str(getattr(source[0], "CodeValue", ""))
+        return SCPECG_LEADS.get(code) or str(getattr(source[0], "CodeMeaning", "") or code)
     return str(getattr(channel, "ChannelLabel", ""))
 
 
