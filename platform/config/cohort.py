@@ -103,7 +103,8 @@ def _modality_config(entry: object, index: int) -> KindConfig:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        message = "unknown field (misspelt?)" if first["type"] == "extra_forbidden" else first["msg"]
+        message = {"extra_forbidden": "unknown field (misspelt?)",
+                   "value_error": str(first.get("ctx", {}).get("error", first["msg"]))}.get(first["type"], first["msg"])
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         where = f"modalities.{index}.{kind}" + (f".{field}" if field else "")
         raise PydanticCustomError(MODALITY_ERROR, "{where}: {message}",
