@@ -20,6 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, apply_windowing
+from pydicom.uid import UID
 
 FRAME_RULES = ("middle", "first", "max_intensity")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -163,18 +164,36 @@ def _greyscale(ds: Dataset, frames: np.ndarray, window: tuple[float, float] | No
 
 
 def _voi_unit(values: np.ndarray, view: Dataset) -> np.ndarray:
-    """Apply the view's VOI stage (pydicom) and scale its output range to [0, 1]."""
+    """Apply the view's VOI stage and scale its output range to [0, 1]."""
     if "VOILUTSequence" in view:
-        entries, first, bits = view.VOILUTSequence[0].LUTDescriptor
-        # a LUT is indexed by integers; clipping to its input range first (as DICOM maps values outside it to the
-        # first or last entry) keeps pydicom's unsigned index arithmetic from wrapping
-        indices = np.clip(np.rint(values), first, first + (entries or 2**16) - 1).astype(np.int64)
-        return apply_voi_lut(indices, view) / float(2**bits - 1)
+        return _lookup(values, view.VOILUTSequence[0], view)
     with np.errstate(over="ignore"):  # SIGMOID far from its centre overflows exp() towards the range's ends
         # pydicom maps windows onto y_min..y_max (the stored or rescaled value range): -inf and +inf land exactly
         # on those ends for every VOI LUT Function, so the normalisation always matches pydicom's definition
         low, high = apply_windowing(np.array([-np.inf, np.inf]), view)
         return (apply_voi_lut(values, view) - low) / (high - low)
+
+
+def _lookup(values: np.ndarray, lut: Dataset, view: Dataset) -> np.ndarray:
+    """A VOI LUT applied as PS3.3 C.11.2.1.1 defines it: values below the first mapped value take the first entry,
+    values past the last entry the last one. Done here because pydicom 3.0's `apply_voi` computes the indices in
+    the LUT's output type, so an 8-bit LUT with more than 256 entries wraps around."""
+    entries, first, bits = (int(v) for v in lut.LUTDescriptor)
+    entries = entries or 2**16
+    data = lut["LUTData"]
+    if data.VR == "OW":  # 16-bit words in the file's byte order
+        table = np.frombuffer(bytes(data.value), dtype="<u2" if _little_endian(view) else ">u2")[:entries]
+    else:
+        table = np.asarray(data.value, dtype=np.int64).reshape(-1)[:entries]
+    indices = np.clip(np.rint(values).astype(np.int64) - first, 0, len(table) - 1)
+    return table[indices].astype(np.float32) / float(2**bits - 1)
+
+
+def _little_endian(view: Dataset) -> bool:
+    meta = getattr(view, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return bool(UID(meta.TransferSyntaxUID).is_little_endian)
+    return view.original_encoding[1] is not False
 
 
 def _frame_view(ds: Dataset, index: int, window: tuple[float, float] | None, window_index: int) -> Dataset:

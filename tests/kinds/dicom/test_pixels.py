@@ -16,6 +16,7 @@ from clinfuse.kinds.dicom.pixels import pick_frame, preprocess_dataset, preproce
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
 
@@ -239,3 +240,18 @@ def test_enhanced_objects_take_rescale_and_windows_from_functional_groups() -> N
     np.testing.assert_allclose(unit[0, 0], np.clip((x - 100) / 200, 0, 1), atol=1e-6)  # shared window
     np.testing.assert_array_equal(unit[1], unit[0])  # the per-frame intercept undoes the offset
     np.testing.assert_allclose(unit[2, 0], np.clip((2 * x - 200) / 400, 0, 1), atol=1e-6)  # per-frame window
+
+
+def test_an_8_bit_voi_lut_longer_than_256_entries_is_looked_up_without_wrapping() -> None:
+    """pydicom 3.0's apply_voi indexes in the LUT's output type; the lookup here must not wrap past entry 255."""
+    from clinfuse.platform.demo.dicom_export import window_lut
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for keyword in ("WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.VOILUTSequence = Sequence([window_lut(center=500.0, width=1000.0, bits=8)])
+    stored = np.array([[0, 255, 256, 999], [1000, 1200, 500, 750]], dtype=np.int16)
+    unit = to_unit_range(ds, stored, None)
+    expected = np.clip(stored / 1000.0, 0, 1)
+    np.testing.assert_allclose(unit, expected, atol=1 / 255)

@@ -48,10 +48,14 @@ def test_lossy_syntaxes_decode(name: str) -> None:
 
 
 def test_a_corrupt_stream_is_reported_not_raised() -> None:
-    from clinfuse.kinds.dicom.ingest import _safe_preprocess
+    from clinfuse.kinds.dicom.ingest import _preprocess
+    from clinfuse.kinds.dicom.scan import decode_all
+    from clinfuse.platform.ingest.context import IngestContext
+    from clinfuse.platform.security import Pseudonymiser
 
+    context = IngestContext(pseudonymise=Pseudonymiser(None, False), scratch=Path("."), previous=None)
     # pydicom ships JPEG-lossy.dcm with a damaged JPEG stream (a misplaced marker segment)
-    image, reason = _safe_preprocess((_shipped("JPEG-lossy.dcm"), 64, None))
+    [(image, reason)] = decode_all(_preprocess, [(_shipped("JPEG-lossy.dcm"), 64, None)], context, "decode")
     assert image is None
     assert reason.startswith("pixel decoding failed")
 

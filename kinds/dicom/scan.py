@@ -1,0 +1,156 @@
+"""What 2D and 3D dicom ingestion share: the header pass over the folder, guarded decoding in worker processes,
+the key that says whether earlier decoded rows can be reused, and the report's file sections."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from clinfuse.kinds.dicom.config import DicomModality
+from clinfuse.kinds.dicom.headers import (
+    FileIssue,
+    HeaderRules,
+    ImageHeader,
+    describe_error,
+    list_files,
+    read_header,
+    read_manifest,
+)
+from clinfuse.platform.ingest.context import IngestContext
+from clinfuse.platform.ingest.fingerprint import combine, file_digest
+from tqdm import tqdm
+
+WORKER_START_UP_S = 30.0  # a spawned decoding worker's imports (torch, MONAI, decoders): 29-39 s measured, 2 busy cores
+_WORTH_STARTING = 3.0  # workers take over when the rest would take this process 3x their start-up or more
+_MEASURE_S = 2.0  # decode at least this long in this process before estimating the rest
+
+
+@dataclass
+class FolderScan:
+    """The header pass: every file seen, the images to consider, and the files set aside with their reasons."""
+
+    root: Path
+    files: list[Path]
+    headers: list[ImageHeader]
+    issues: list[FileIssue]
+
+
+def scan_folder(modality: DicomModality, context: IngestContext) -> FolderScan:
+    """Read every file's header (never raising for one file); manifest rows whose file is gone are failures."""
+    root = modality.path
+    manifest = read_manifest(modality.manifest, root) if modality.link == "manifest" else None
+    files = list_files(root) if manifest is None else sorted(p for p in manifest if p.exists())
+    rules = HeaderRules.of(modality)
+    scan = FolderScan(root, files, [], [])
+    for path in tqdm(files, desc=f"{modality.name}: headers", unit="file", disable=not context.progress):
+        result = read_header(path, root, manifest.get(path) if manifest is not None else None, rules)
+        (scan.headers if isinstance(result, ImageHeader) else scan.issues).append(result)
+    if manifest is not None:
+        scan.issues += [FileIssue(relative(p, root), "failed", "listed in the manifest but not found", manifest[p])
+                        for p in manifest if not p.exists()]  # fmt: skip
+    return scan
+
+
+def decode_all(
+    function: Callable[[Any], Any], arguments: list, context: IngestContext, desc: str
+) -> Iterator[tuple[Any | None, str]]:
+    """(result, "") or (None, reason) per argument, in order.
+
+    Decoding starts in this process; worker processes take over the rest only once the measured time per item
+    says the remainder would take this process well over what starting workers costs (each imports torch and
+    MONAI). Counting files or series instead would send a small cohort of large series, or a large one of small
+    images, the wrong way. `function` must be a module-level function (it is sent to spawned workers)."""
+    guarded = _Guarded(function)
+    started, done = 0.0, 0
+    with tqdm(total=len(arguments), desc=desc, unit="item", disable=not context.progress) as bar:
+        for argument in arguments:
+            yield guarded(argument)
+            done += 1
+            bar.update()
+            if done == 1:  # the first item pays this process's lazy imports (MONAI): the clock starts after it
+                started = time.perf_counter()
+                continue
+            elapsed = time.perf_counter() - started
+            remaining = (len(arguments) - done) * elapsed / (done - 1)
+            if context.workers > 1 and elapsed >= _MEASURE_S and remaining > _WORTH_STARTING * WORKER_START_UP_S:
+                break
+        rest = arguments[done:]
+        if rest:
+            with ProcessPoolExecutor(context.workers, mp_context=get_context("spawn"),
+                                     initializer=_one_thread) as pool:  # fmt: skip
+                for outcome in pool.map(guarded, rest, chunksize=max(1, min(16, len(rest) // (4 * context.workers)))):
+                    yield outcome
+                    bar.update()
+
+
+class _Guarded:
+    """One bad file must never stop the batch: any exception becomes that item's reason."""
+
+    def __init__(self, function: Callable[[Any], Any]) -> None:
+        self.function = function
+
+    def __call__(self, argument: Any) -> tuple[Any | None, str]:
+        try:
+            return self.function(argument), ""
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # BaseException: a compiled decoder's panic (pylibjpeg-rle's Rust) is one
+            return None, f"pixel decoding failed: {describe_error(exc)}"
+
+
+def _one_thread() -> None:
+    """Each decoding process uses one thread: N processes x N torch threads would oversubscribe the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def preprocessing_key(settings: dict, *code: Path) -> str:
+    """Settings and pixel code that shaped decoded rows: rows are reused only when both are unchanged."""
+    return combine(settings, [file_digest(path) for path in code])
+
+
+def input_digest(context: IngestContext, path: Path) -> str:
+    return context.input_digests.get(str(path)) or file_digest(path)
+
+
+def flag_unimaged(issues: list[FileIssue], cohort_ids: list[str], present: list[str], flags: dict[str, str]) -> None:
+    """A cohort patient left without data because their files failed is flagged, not silently absent."""
+    in_cohort, imaged = set(cohort_ids), set(present)
+    for issue in issues:
+        if issue.outcome == "failed" and issue.patient_id in in_cohort and issue.patient_id not in imaged:
+            flags.setdefault(issue.patient_id, issue.reason)
+
+
+def file_sections(files: list[Path], issues: list[FileIssue]) -> dict:
+    """The report's files_seen, files_read (images read and not set aside), skipped and failed (each file with its
+    reason, and counts by reason)."""
+    skipped = [i for i in issues if i.outcome == "skipped"]
+    failed = [i for i in issues if i.outcome == "failed"]
+    unreadable = [i for i in failed if "unreadable" in i.reason]
+    return {
+        "files_seen": len(files),
+        "files_read": len(files) - len(skipped) - len(unreadable),
+        "skipped": {"count": len(skipped), "by_reason": dict(Counter(i.reason for i in skipped)),
+                    "files": [{"path": i.path, "reason": i.reason} for i in skipped]},
+        "failed": {"count": len(failed), "by_reason": dict(Counter(_reason_kind(i.reason) for i in failed)),
+                   "files": [{"path": i.path, "reason": i.reason} for i in failed]},
+    }  # fmt: skip
+
+
+def _reason_kind(reason: str) -> str:
+    """A failure's reason without the file-specific detail after the first colon (for counting by reason)."""
+    return reason.split(":", 1)[0]
+
+
+def relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return path.name
