@@ -245,14 +245,17 @@ def compose_image(
     heatmap: np.ndarray | None = None,
     opacity: float = 0.5,
     scale: int = 4,
+    peak: float | None = None,
 ) -> np.ndarray:
     """RGB uint8 of the windowed image, optionally blended with the attribution heatmap (positive part,
-    normalised to its 99th percentile; weak attributions stay transparent)."""
+    normalised to `peak`, by default its 99th percentile; weak attributions stay transparent). A slice of a
+    volume passes the whole volume's peak, so a slice that barely mattered is not painted as hot as the hottest."""
     grey = window_level(np.asarray(image, np.float32), level, width)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
     if heatmap is not None:
         heat = np.clip(np.asarray(heatmap, np.float32), 0, None)
-        peak = float(np.percentile(heat, 99)) if heat.size else 0.0
+        if peak is None:
+            peak = float(np.percentile(heat, 99)) if heat.size else 0.0
         if peak > 0:
             heat = np.clip(heat / peak, 0, 1)
             alpha = (opacity * heat)[..., None]

@@ -20,6 +20,10 @@ def modality_dropout(present: torch.Tensor, rate: float, generator: torch.Genera
     return torch.where(empty.unsqueeze(1), present, dropped)
 
 
+# Channels-last memory format by tensor rank: images (B, C, H, W) and volumes (B, C, D, H, W)
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
 class LateFusionModule(pl.LightningModule):
     """Trains the injected fusion model (encoders are built outside and passed in)."""
 
@@ -34,15 +38,17 @@ class LateFusionModule(pl.LightningModule):
         self.val_branch_loss = torch.nn.ModuleDict({name: MeanMetric() for name in model.modalities})
 
     def on_fit_start(self) -> None:
-        if self.hparams.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        if self.hparams.channels_last:  # per tensor: 2D convolutions' weights are 4D, 3D ones' 5D
+            for parameter in self.model.parameters():
+                if parameter.dim() in _CHANNELS_LAST:
+                    parameter.data = parameter.data.contiguous(memory_format=_CHANNELS_LAST[parameter.dim()])
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if self.hparams.channels_last:
             for inputs in batch["inputs"].values():
                 for key, value in inputs.items():
-                    if value.dim() == 4:
-                        inputs[key] = value.contiguous(memory_format=torch.channels_last)
+                    if value.dim() in _CHANNELS_LAST:
+                        inputs[key] = value.contiguous(memory_format=_CHANNELS_LAST[value.dim()])
         return batch
 
     def _loss(self, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -12,6 +12,9 @@ Each figure sits beside its chance level; a modality the cohort lacks gives n = 
   the patient's distinct tokens drawn at random hold one); and the mean attribution of the findings' key words
   inside negations ("no evidence of consolidation") against inside planted phrases (negated ones must not push
   the risk up as much);
+- CT: over patients whose index CT series (not broken) shows a clear nodule, the mean share of 3D heatmap mass
+  inside the planted sphere, mapped into the volume through its voxel-to-RAS affine (chance: the sphere's share of
+  the volume);
 - ECG: over patients with a clear elevation, the mean share of |attribution| in the planted leads (chance: their
   share of the leads) and inside the planted ST segments of those leads (chance: the segments' share of the
   leads x samples).
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from clinfuse.kinds.dicom.pixels import ImageGeometry
+from clinfuse.kinds.dicom.store import holds_volumes
 from clinfuse.pipelines.explain import RunExplainer
 from clinfuse.platform.security import Pseudonymiser, load_pseudonym_key
 
@@ -40,11 +44,30 @@ def check_against_truth(run: Path, cohort_dir: Path, split: str = "test", limit:
     by_pseudonym = {pseudonym(pid): entry for pid, entry in truth["patients"].items()}
     cohort = explainer.cache.cohort
     patients = cohort.loc[cohort["split"] == split, "patient"].tolist()[:limit]
-    names = {kind: next((n for n, k in explainer.kinds.items() if k == kind), None)
+    volumes = {n for n, k in explainer.kinds.items() if k == "dicom" and holds_volumes(explainer.cache, n)}
+    names = {kind: next((n for n, k in explainer.kinds.items() if k == kind and n not in volumes), None)
              for kind in ("table", "dicom", "notes", "waveform")}  # fmt: skip
-    tally: dict[str, list] = {key: [] for key in ("dominant", "dominant_chance", "genes", "heat", "heat_area",
-                                                  "notes", "notes_chance", "positive", "negated", "ecg", "ecg_area",
-                                                  "ecg_leads", "ecg_leads_chance")}
+    names["volume"] = next(iter(sorted(volumes)), None)
+    tally: dict[str, list] = {
+        key: []
+        for key in (
+            "dominant",
+            "dominant_chance",
+            "genes",
+            "heat",
+            "heat_area",
+            "notes",
+            "notes_chance",
+            "positive",
+            "negated",
+            "ecg",
+            "ecg_area",
+            "ecg_leads",
+            "ecg_leads_chance",
+            "sphere",
+            "sphere_volume",
+        )
+    }
     planted_genes = set(truth["planted"]["genes"])
     planted_notes = truth["planted"].get("notes", {})
     phrase_words = {word for phrase in planted_notes.get("phrases", []) for word in phrase.lower().split()}
@@ -59,6 +82,8 @@ def check_against_truth(run: Path, cohort_dir: Path, split: str = "test", limit:
             tally["genes"].append(len(top & planted_genes) / len(planted_genes))
         if names["dicom"] in within:
             _image(entry, within[names["dicom"]], tally)
+        if names["volume"] in within and entry.get("ct"):
+            _volume(entry, within[names["volume"]], tally)
         if names["notes"] in within and entry.get("notes"):
             _notes(entry, within[names["notes"]], phrase_words, signal_words, tally)
         if names["waveform"] in within and entry.get("ecg"):
@@ -71,6 +96,8 @@ def check_against_truth(run: Path, cohort_dir: Path, split: str = "test", limit:
                                    "chance": 20 / panel if panel else None},
         "heatmap_mass_in_finding": {"n": len(tally["heat"]), "mean_fraction": _mean(tally["heat"]),
                                     "chance": _mean(tally["heat_area"])},
+        "ct_heatmap_mass_in_sphere": {"n": len(tally["sphere"]), "mean_fraction": _mean(tally["sphere"]),
+                                      "chance": _mean(tally["sphere_volume"])},
         "phrase_words_in_notes_top5": _share(tally["notes"], tally["notes_chance"]),
         "signal_word_attribution": {"in_planted_phrases": _mean(tally["positive"]),
                                     "in_negations": _mean(tally["negated"]),
@@ -98,6 +125,22 @@ def _image(entry: dict, within: dict, tally: dict[str, list]) -> None:
         inside, area = _mass_inside(heatmap, finding["bbox"], image["rows"], image["cols"])
         tally["heat"].append(inside)
         tally["heat_area"].append(area)
+
+
+def _volume(entry: dict, within: dict, tally: dict[str, list]) -> None:
+    ct = entry["ct"]
+    finding = ct.get("finding")
+    if not finding or ct.get("broken") or entry["latent"].get("ct_severity", 0.0) < CLEAR_SEVERITY:
+        return
+    heatmap = np.clip(np.asarray(within["heatmap_array"], dtype=float), 0, None)
+    affine = np.asarray(within["source_geometry"]["affine"], dtype=float)
+    x, y, z = finding["centre_lps_mm"]
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in heatmap.shape], indexing="ij"), axis=-1).astype(float)
+    ras = grid @ affine[:3, :3].T + affine[:3, 3]  # each voxel's centre in RAS millimetres
+    inside = np.linalg.norm(ras - np.array([-x, -y, z]), axis=-1) <= finding["radius_mm"]  # LPS -> RAS
+    total = heatmap.sum()
+    tally["sphere"].append(float(heatmap[inside].sum() / total) if total > 0 else 0.0)
+    tally["sphere_volume"].append(float(inside.mean()))
 
 
 def _notes(entry: dict, within: dict, phrase_words: set[str], signal_words: set[str],

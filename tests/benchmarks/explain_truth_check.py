@@ -33,8 +33,16 @@ def main() -> None:
           f"(chance {genes['chance']:.3f}, goal >= {GOALS['planted_genes_in_top20']})")  # fmt: skip
     print(f"image heatmap mass inside the finding's box: {_f(heat['mean_fraction'])} over {heat['n']} images "
           f"(box area share {_f(heat['chance'])})")  # fmt: skip
-    keys = ("phrase_words_in_notes_top5", "signal_word_attribution", "ecg_mass_in_planted_leads",
-            "ecg_mass_in_st_segments")
+    sphere = result["ct_heatmap_mass_in_sphere"]
+    if sphere["n"]:
+        print(f"CT 3D heatmap mass inside the planted sphere: {_f(sphere['mean_fraction'])} over {sphere['n']} "
+              f"volumes (sphere's share of the volume {_f(sphere['chance'], 4)})")  # fmt: skip
+    keys = (
+        "phrase_words_in_notes_top5",
+        "signal_word_attribution",
+        "ecg_mass_in_planted_leads",
+        "ecg_mass_in_st_segments",
+    )
     notes, words, leads, ecg = (result[k] for k in keys)
     if notes["n"] or words["n_positive"]:
         print(f"words of planted phrases among the notes' top-5 tokens: {_f(notes['fraction'])} of {notes['n']} "
