@@ -39,15 +39,20 @@ def demo_data(
         str,
         typer.Option("--modalities", help=f"{','.join(MODALITY_NAMES)} plus any of {', '.join(OPTIONAL_MODALITIES)}"),
     ] = ",".join(MODALITY_NAMES),
+    ct: Annotated[
+        bool, typer.Option("--ct", help="add the CT modality (3D chest series); same as adding ct to --modalities")
+    ] = False,
 ) -> None:
     """Generate the synthetic demo cohort: DICOM, expression tables, MIMIC-IV EHR, any optional modalities
-    (--modalities), cohort.yaml, truth."""
+    (--modalities, --ct), cohort.yaml, truth."""
     from time import perf_counter
 
     from clinfuse.platform.demo import generate_demo_cohort
 
     started = perf_counter()
     names = tuple(name.strip() for name in modalities.split(",") if name.strip())
+    if ct and "ct" not in names:
+        names += ("ct",)
     counts = generate_demo_cohort(out, patients=patients, seed=seed, modalities=names)
     summary = ", ".join(f"{k}={v}" for k, v in counts.items())
     typer.echo(f"demo cohort written to {out} in {perf_counter() - started:.1f}s: {summary}")

@@ -5,14 +5,21 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from clinfuse.platform.config import CohortConfig, CohortTable, write_cohort_config
-from clinfuse.platform.demo.dicom_export import ImageRecord, PatientHeader, write_radiograph
+from clinfuse.platform.demo.ct import LUNG_WINDOW, write_ct
+from clinfuse.platform.demo.dicom_export import (
+    ImageRecord,
+    Presentation,
+    draw_presentation,
+    fake_header,
+    write_radiograph,
+)
 from clinfuse.platform.demo.ecg import write_ecgs
 from clinfuse.platform.demo.expression import write_expression
 from clinfuse.platform.demo.latent import (
@@ -27,21 +34,17 @@ from clinfuse.platform.demo.mimic import write_mimic4
 from clinfuse.platform.demo.notes import write_notes
 from clinfuse.platform.demo.radiograph import Finding, render_radiograph
 from clinfuse.platform.demo.tables import write_csv_deterministic
-from clinfuse.platform.demo.vocabulary import (
-    FIRST_NAMES,
-    INSTITUTIONS,
-    LAST_NAMES,
-    LEAK_DIAGNOSES,
-    PLANTED_DIAGNOSES,
-    PLANTED_LAB_SHIFTS,
-)
+from clinfuse.platform.demo.vocabulary import LEAK_DIAGNOSES, PLANTED_DIAGNOSES, PLANTED_LAB_SHIFTS
 from clinfuse.platform.errors import ClinFuseError
 
-STREAMS = ("latent", "image", "genes", "ehr", "optional_latents", *OPTIONAL_MODALITIES)
+# One random stream per job, in this order; a new job's stream is only ever appended, so that the others (and their
+# files) stay the same. "image_presentation" varies the radiographs' VOI and burned-in text.
+STREAMS = ("latent", "image", "genes", "ehr", "optional_latents", "notes", "ecg", "ct", "image_presentation")
 # The writer of each optional modality: (subjects, folder, rng) -> (truth per patient, planted facts)
 OPTIONAL_WRITERS: dict[str, Callable[[list, Path, np.random.Generator], tuple[dict[str, dict], dict]]] = {
     "notes": write_notes,
     "ecg": write_ecgs,
+    "ct": write_ct,
 }
 PRIOR_STUDY_RATE = 0.20
 FOLLOW_UP_STUDY_RATE = 0.08
@@ -59,19 +62,16 @@ def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0,
         raise ClinFuseError(f"--patients must be at least 1, got {patients}")
     optional = _optional_modalities(modalities)
     _prepare_output(out)
-    # One stream per job; a new job's stream is appended, so the others' (and their files) never change.
     streams = np.random.SeedSequence(seed).spawn(len(STREAMS))
     rng = {job: np.random.default_rng(stream) for job, stream in zip(STREAMS, streams, strict=True)}
     weights = SignalWeights()
     cohort = sample_patients(patients, rng["latent"], weights)
     add_optional_modalities(cohort, optional, rng["optional_latents"], weights)
 
-    images, findings = _write_imaging(cohort, out, seed, rng["image"])
+    images, findings, presentations = _write_imaging(cohort, out, seed, rng["image"], rng["image_presentation"])
     gene_loadings = write_expression(cohort, out / "genomics", rng["genes"])
     ehr_truth = write_mimic4(cohort, out / "ehr", rng["ehr"])
-    optional_truth = {
-        name: OPTIONAL_WRITERS[name](_subjects(cohort, name), out / name, rng[name]) for name in optional
-    }
+    optional_truth = {name: OPTIONAL_WRITERS[name](_subjects(cohort, name), out / name, rng[name]) for name in optional}
 
     write_csv_deterministic(
         pd.DataFrame(
@@ -90,7 +90,9 @@ def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0,
     ]
     write_csv_deterministic(pd.DataFrame(manifest).sort_values("path"), out / "imaging_manifest.csv")
     write_cohort_config(_demo_config(out, optional), out / "cohort.yaml")
-    _write_truth(out / "ground_truth.json", cohort, weights, seed, findings, gene_loadings, ehr_truth, optional_truth)
+    planted_images = {"image_presentation": presentations}
+    _write_truth(out / "ground_truth.json", cohort, weights, seed, findings, gene_loadings, ehr_truth, optional_truth,
+                 planted_images)  # fmt: skip
     return {
         "patients": patients,
         "imaging": sum(p.present["imaging"] for p in cohort),
@@ -98,6 +100,7 @@ def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0,
         "genomics": sum(p.present["genomics"] for p in cohort),
         "ehr": sum(p.present["ehr"] for p in cohort),
         **{name: sum(p.present[name] for p in cohort) for name in optional},
+        **({"ct_files": optional_truth["ct"][1]["files"]} if "ct" in optional else {}),
         "positives": sum(p.label for p in cohort),
     }
 
@@ -115,15 +118,20 @@ def _optional_modalities(modalities: tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class _Subject:
-    """A patient as the optional modalities' writers see it: id, index time and that modality's severity."""
+    """A patient as the optional modalities' writers see it: id, index time, that modality's severity, and the
+    sex and age a DICOM header's fake PHI agrees with."""
 
     patient_id: str
     index_time: datetime
     severity: float
+    sex: str
+    age: int
 
 
 def _subjects(cohort: list[PatientTruth], modality: str) -> list[_Subject]:
-    return [_Subject(p.patient_id, p.index_time, p.severity[modality]) for p in cohort if p.present[modality]]
+    return [
+        _Subject(p.patient_id, p.index_time, p.severity[modality], p.sex, p.age) for p in cohort if p.present[modality]
+    ]
 
 
 def _prepare_output(out: Path) -> None:
@@ -140,9 +148,12 @@ def _prepare_output(out: Path) -> None:
 
 
 def _write_imaging(
-    cohort: list[PatientTruth], out: Path, seed: int, rng: np.random.Generator
-) -> tuple[dict[str, list[ImageRecord]], dict[str, dict]]:
-    """Index image (last before the index time) for each imaged patient, plus some priors and follow-ups."""
+    cohort: list[PatientTruth], out: Path, seed: int, rng: np.random.Generator, presentation_rng: np.random.Generator
+) -> tuple[dict[str, list[ImageRecord]], dict[str, dict], dict]:
+    """Index image (last before the index time) for each imaged patient, plus some priors and follow-ups.
+
+    Returns the files per patient, the index images' truth, and which files present their grey scale otherwise
+    (VOI LUT Sequence, SIGMOID) or carry burned-in text (paths relative to `out`)."""
     plans = []  # (patient, acquired, amplitude, is_index)
     for patient in cohort:
         if not patient.present["imaging"]:
@@ -159,38 +170,43 @@ def _write_imaging(
     folder_numbers = rng.permutation(len(plans)) + 1  # folder names carry no patient identity
     images: dict[str, list[ImageRecord]] = {}
     findings: dict[str, dict] = {}
+    presented: dict[str, list[str]] = {"lut_sequence": [], "sigmoid": [], "burned_in": []}
+    boxes: dict[str, list[int]] = {}  # where the burned-in text lies, (row0, col0, row1, col1)
     for number, (patient, acquired, amplitude, is_index) in zip(folder_numbers, plans, strict=True):
         rows, cols = (288, 240) if rng.random() < PORTRAIT_RATE else (256, 256)
         canonical, finding = render_radiograph(rows, cols, amplitude, rng)
+        presentation = draw_presentation(rows, cols, presentation_rng)
+        if is_index:  # the index image stays usable (and its planted finding true): text goes on priors/follow-ups
+            presentation = replace(presentation, text=None, burned_in_box=None)
         record = write_radiograph(
             canonical,
             out / "imaging" / f"study_{number:05d}" / "IM0001.dcm",
-            _fake_header(patient, rng),
+            fake_header(patient.patient_id, patient.sex, patient.index_time.year - patient.age, rng),
             acquired,
             [str(seed), patient.patient_id, acquired.isoformat()],
             rng,
+            presentation,
         )
         images.setdefault(patient.patient_id, []).append(record)
+        relative = str(record.path.relative_to(out))
+        if presentation.voi != "window":
+            presented[presentation.voi].append(relative)
+        if presentation.burned_in_box is not None:
+            presented["burned_in"].append(relative)
+            boxes[relative] = list(presentation.burned_in_box)
         if is_index:
-            findings[patient.patient_id] = _finding_truth(record, finding, rows, cols)
-    return images, findings
+            findings[patient.patient_id] = _finding_truth(record, finding, rows, cols, presentation)
+    return images, findings, {"files": {k: sorted(v) for k, v in presented.items()}, "burned_in_boxes": boxes}
 
 
-def _fake_header(patient: PatientTruth, rng: np.random.Generator) -> PatientHeader:
-    birth_year = patient.index_time.year - patient.age
-    return PatientHeader(
-        patient_id=patient.patient_id,
-        name=f"{rng.choice(LAST_NAMES)}^{rng.choice(FIRST_NAMES)}",
-        birth_date=f"{birth_year:04d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}",
-        sex=patient.sex,
-        address=f"{int(rng.integers(1, 999))} SYNTHETIC STREET, SPRINGFIELD",
-        institution=str(rng.choice(INSTITUTIONS)),
-        referring_physician=f"DR^{rng.choice(LAST_NAMES)}",
-    )
-
-
-def _finding_truth(record: ImageRecord, finding: Finding | None, rows: int, cols: int) -> dict:
-    truth: dict = {"sop_instance_uid": record.sop_instance_uid, "rows": rows, "cols": cols, "finding": None}
+def _finding_truth(
+    record: ImageRecord, finding: Finding | None, rows: int, cols: int, presentation: Presentation
+) -> dict:
+    truth: dict = {
+        "sop_instance_uid": record.sop_instance_uid, "rows": rows, "cols": cols, "finding": None,
+        "voi": presentation.voi, "burned_in": presentation.text is not None,
+        "burned_in_box": list(presentation.burned_in_box) if presentation.burned_in_box else None,
+    }  # fmt: skip
     if finding is not None:
         r0, c0, r1, c1 = finding.bbox
         truth["finding"] = {
@@ -207,6 +223,7 @@ def _demo_config(out: Path, optional: tuple[str, ...]) -> CohortConfig:
         "ehr": {"kind": "ehr", "name": "ehr", "path": out / "ehr"},
         "notes": {"kind": "notes", "name": "notes", "path": out / "notes", "format": "mimic4_note"},
         "ecg": {"kind": "waveform", "name": "ecg", "path": out / "ecg"},
+        "ct": {"kind": "dicom", "name": "ct", "path": out / "ct", "volume": True, "window": LUNG_WINDOW},
     }
     return CohortConfig(
         name="clinfuse-demo",
@@ -224,6 +241,7 @@ def _write_truth(
     gene_loadings: dict[str, float],
     ehr_truth: dict[str, dict],
     optional_truth: dict[str, tuple[dict[str, dict], dict]],
+    planted_images: dict,
 ) -> None:
     truth = {
         "seed": seed,
@@ -234,6 +252,7 @@ def _write_truth(
             "diagnoses": list(PLANTED_DIAGNOSES),
             "lab_itemids": sorted(PLANTED_LAB_SHIFTS),
             "leak_diagnoses_after_index": list(LEAK_DIAGNOSES),
+            **planted_images,
             **{name: planted for name, (_, planted) in optional_truth.items()},
         },
         "patients": {

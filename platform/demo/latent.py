@@ -15,9 +15,11 @@ import numpy as np
 MODALITY_NAMES: tuple[str, ...] = ("imaging", "genomics", "ehr")
 PRESENCE_RATES: dict[str, float] = {"imaging": 0.75, "genomics": 0.60, "ehr": 0.95}
 # Modalities a cohort may add (`--modalities`): each a latent severity ~ N(0, 1) whose weighted value joins the
-# logit, drawn from a stream of its own so the three above (and their files) are the same with or without them.
-OPTIONAL_MODALITIES: tuple[str, ...] = ("notes", "ecg")
-OPTIONAL_PRESENCE_RATES: dict[str, float] = {"notes": 0.70, "ecg": 0.60}
+# logit, drawn from a stream of its own so the three above keep their latents and presence with or without them.
+# Their files are the same too, except what follows the label (the index admission's outcome codes, follow-up
+# radiographs): the label is redrawn, from the same uniform draw, with the added terms in the logit.
+OPTIONAL_MODALITIES: tuple[str, ...] = ("notes", "ecg", "ct")
+OPTIONAL_PRESENCE_RATES: dict[str, float] = {"notes": 0.70, "ecg": 0.60, "ct": 0.70}
 _CENTRED_TERMS = ("interaction", "age")  # contributions that belong to no modality
 
 
@@ -32,6 +34,7 @@ class SignalWeights:
     interaction: float = 1.0
     notes: float = 1.6
     ecg: float = 2.4  # as strong as the image finding: both show only their positive part
+    ct: float = 2.4  # a CT nodule, like the radiograph's opacity, shows only the positive part
     age_per_year: float = 0.015
     age_center: float = 64.0
 
@@ -67,8 +70,12 @@ class PatientTruth:
 _MEAN_FINDING = 1.0 / np.sqrt(2.0 * np.pi)
 _INTERACTION_THRESHOLD = 0.5
 # Each optional modality's logit term from its severity, as its data shows it: notes shift phrase frequencies both
-# ways; an ECG shows only elevation (max(0, z), centred like the image finding).
-_OPTIONAL_TERMS = {"notes": lambda z: z, "ecg": lambda z: max(0.0, z) - _MEAN_FINDING}
+# ways; an ECG shows only elevation and a CT only a nodule (max(0, z), centred like the image finding).
+_OPTIONAL_TERMS = {
+    "notes": lambda z: z,
+    "ecg": lambda z: max(0.0, z) - _MEAN_FINDING,
+    "ct": lambda z: max(0.0, z) - _MEAN_FINDING,
+}
 
 
 def sample_patients(n: int, rng: np.random.Generator, weights: SignalWeights) -> list[PatientTruth]:
