@@ -69,6 +69,8 @@ class DicomModality(KindConfig):
             raise ValueError("link: manifest needs a 'manifest' CSV path with columns patient_id, path")
         if self.window is not None and self.window[1] <= 0:
             raise ValueError("window is [center, width] with a positive width")
-        if min(self.voxel_spacing) <= 0 or min(self.volume_shape) < 8 or max(self.volume_shape) > 512:
-            raise ValueError("voxel_spacing must be positive and volume_shape between 8 and 512 voxels per axis")
+        if min(self.voxel_spacing) <= 0:
+            raise ValueError("voxel_spacing is [R, A, S] in mm, each positive")
+        if min(self.volume_shape) < 8 or max(self.volume_shape) > 512:
+            raise ValueError("volume_shape is [R, A, S] in voxels, each between 8 and 512")
         return self

@@ -15,9 +15,11 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 import pydicom
@@ -67,6 +69,10 @@ class ImageHeader:
     columns: int = 0
     series: tuple[str, str] = ("", "")  # (StudyInstanceUID, SeriesInstanceUID)
     planes: tuple[PlaneGeometry, ...] = ()  # one per frame in stored order; empty when the header lacks geometry
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]:
+        return self.acquired, str(self.path)
 
 
 @dataclass(frozen=True)
@@ -176,27 +182,33 @@ def _read_header(
     )
 
 
-def select_images(
-    headers: list[ImageHeader], index_times: dict[str, pd.Timestamp]
-) -> tuple[dict[str, ImageHeader], dict[str, int]]:
-    """Pick each cohort patient's latest image before the index time; count what was set aside and why."""
-    chosen: dict[str, ImageHeader] = {}
+class Acquisition(Protocol):
+    """Something acquired for a patient at a time: an image, or a series."""
+
+    patient_id: str
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]: ...  # (acquired, path): the path breaks ties reproducibly
+
+
+def select_latest[A: Acquisition](
+    items: Iterable[A], index_times: dict[str, pd.Timestamp]
+) -> tuple[dict[str, A], dict[str, int]]:
+    """Each cohort patient's latest item strictly before the index time; counts of what was set aside and why."""
+    chosen: dict[str, A] = {}
     counts = {"not_in_cohort": 0, "after_index_time": 0, "older_than_chosen": 0}
-    for header in headers:
-        index_time = index_times.get(header.patient_id)
+    for item in items:
+        index_time = index_times.get(item.patient_id)
         if index_time is None:
             counts["not_in_cohort"] += 1
-            continue
-        if header.acquired >= index_time:
+        elif item.sort_key[0] >= index_time:
             counts["after_index_time"] += 1
-            continue
-        current = chosen.get(header.patient_id)
-        if current is None or (header.acquired, str(header.path)) > (current.acquired, str(current.path)):
+        else:
+            current = chosen.get(item.patient_id)
             if current is not None:
                 counts["older_than_chosen"] += 1
-            chosen[header.patient_id] = header
-        else:
-            counts["older_than_chosen"] += 1
+            if current is None or item.sort_key > current.sort_key:
+                chosen[item.patient_id] = item
     return chosen, counts
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from clinfuse.kinds.dicom import pixels
 from clinfuse.kinds.dicom.config import DicomModality
-from clinfuse.kinds.dicom.headers import FileIssue, select_images
+from clinfuse.kinds.dicom.headers import FileIssue, select_latest
 from clinfuse.kinds.dicom.pixels import PreprocessedImage, preprocess_file
 from clinfuse.kinds.dicom.scan import (
     FolderScan,
@@ -45,7 +45,7 @@ def _ingest_images(
     modality: DicomModality, cohort: Cohort, out: Path, context: IngestContext, scan: FolderScan
 ) -> ModalityOutput:
     issues = list(scan.issues)
-    chosen, selection = select_images(scan.headers, cohort.index_times())
+    chosen, selection = select_latest(scan.headers, cohort.index_times())
     ordered = [pid for pid in cohort.patient_ids if pid in chosen]
     digests = {pid: input_digest(context, chosen[pid].path) for pid in ordered}
     key = preprocessing_key(

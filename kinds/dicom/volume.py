@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pydicom
 from clinfuse.kinds.dicom.config import DicomModality
 from clinfuse.kinds.dicom.headers import FileIssue, ImageHeader, PlaneGeometry, frame_planes
@@ -119,27 +118,6 @@ def geometry_problem(candidate: SeriesCandidate, max_gap_ratio: float) -> str | 
             f"{median:.1f} mm apart (max_gap_ratio: {max_gap_ratio:g})"
         )
     return None
-
-
-def select_series(
-    candidates: list[SeriesCandidate], index_times: dict[str, pd.Timestamp]
-) -> tuple[dict[str, SeriesCandidate], dict[str, int]]:
-    """Each cohort patient's latest series before the index time; counts (in series) of what was set aside."""
-    chosen: dict[str, SeriesCandidate] = {}
-    counts = {"not_in_cohort": 0, "after_index_time": 0, "older_than_chosen": 0}
-    for candidate in candidates:
-        index_time = index_times.get(candidate.patient_id)
-        if index_time is None:
-            counts["not_in_cohort"] += 1
-        elif candidate.acquired >= index_time:
-            counts["after_index_time"] += 1
-        else:
-            current = chosen.get(candidate.patient_id)
-            if current is not None:
-                counts["older_than_chosen"] += 1
-            if current is None or candidate.sort_key > current.sort_key:
-                chosen[candidate.patient_id] = candidate
-    return chosen, counts
 
 
 def assemble_volume(paths: list[Path], modality: DicomModality) -> PreprocessedVolume:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from clinfuse.kinds.dicom import pixels, volume
 from clinfuse.kinds.dicom.config import DicomModality
-from clinfuse.kinds.dicom.headers import FileIssue
+from clinfuse.kinds.dicom.headers import FileIssue, select_latest
 from clinfuse.kinds.dicom.scan import (
     FolderScan,
     decode_all,
@@ -35,7 +35,6 @@ from clinfuse.kinds.dicom.volume import (
     geometry_problem,
     group_series,
     issues_for,
-    select_series,
 )
 from clinfuse.platform.ingest.cohort_table import Cohort
 from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
@@ -57,7 +56,7 @@ def ingest_volumes(
         else:
             excluded[problem.split(":", 1)[0]] += 1
             issues += issues_for(candidate, scan.root, "skipped", f"series not used: {problem}")
-    chosen, selection = select_series(usable, cohort.index_times())
+    chosen, selection = select_latest(usable, cohort.index_times())
     ordered = [pid for pid in cohort.patient_ids if pid in chosen]
     digests = {pid: combine([input_digest(context, h.path) for h in chosen[pid].files]) for pid in ordered}
     key = preprocessing_key(

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from text_tables import rule, table  # this folder is on sys.path when the script runs
 
 if TYPE_CHECKING:
     from clinfuse.kinds.dicom.config import DicomModality
@@ -304,24 +305,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def rule(title: str = "", width: int = 100) -> str:
-    return f"== {title} ".ljust(width, "=") if title else "=" * width
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned."""
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
 def step(title: str) -> Callable[[], None]:
-    print(f"\n{rule(title)}", flush=True)
+    print(f"\n{rule(title, width=100)}", flush=True)
     started = time.perf_counter()
     return lambda: print(f"(step took {time.perf_counter() - started:.1f} s)", flush=True)
 
@@ -336,7 +321,7 @@ def header(args: argparse.Namespace) -> None:
     except AttributeError:  # not Linux
         usable = os.cpu_count() or 1
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    print(rule("ClinFuse DICOM ingest benchmark (2D, series, multi-frame)"))
+    print(rule("ClinFuse DICOM ingest benchmark (2D, series, multi-frame)", width=100))
     print(f"machine      {platform.machine()} {platform.system()} {platform.release()}, {os.cpu_count()} logical "
           f"cores ({usable} usable by this process), load average {load} at start")  # fmt: skip
     print(f"python       {platform.python_version()}; torch {torch.__version__} (intra-op threads limited to "
@@ -769,7 +754,7 @@ def run(args: argparse.Namespace, work: Path, run_started: float) -> int:
     image_figures = compare_images(cache_dir, imaging, args)
     done()
 
-    print(f"\n{rule('summary')}")
+    print(f"\n{rule('summary', width=100)}")
     rows = []
     for c in comparisons:
         name, unit = c.one.workload.label, f"{c.one.workload.unit}/s"

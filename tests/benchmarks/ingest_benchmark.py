@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from text_tables import rule, table  # this folder is on sys.path when the script runs
 
 BATCH_SIZE = 32
 RATIO_GOAL = 20.0
@@ -103,22 +104,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.patients < 1 or args.epochs < 1 or args.image_size < 16:
         parser.error("--patients and --epochs must be >= 1, --image-size >= 16")
     return args
-
-
-def rule(title: str = "", width: int = 88) -> str:
-    return f"== {title} ".ljust(width, "=") if title else "=" * width
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned."""
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def rate_rows(rows: Sequence[RateRow], unit: str) -> str:

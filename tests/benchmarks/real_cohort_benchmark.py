@@ -241,8 +241,9 @@ def benchmark_cohort(name: str, args: argparse.Namespace) -> tuple[list[dict], d
     results: list[baselines.MethodResult] = []
     timings: list[dict] = []
     if args.clinfuse_cv and not args.skip_clinfuse:
-        results, fold_of = clinfuse_cross_validated(cohort_dir, cohort.label, work, args.clinfuse,
-                                                    shlex.split(args.clinfuse_train_args), args.folds, args.seed)
+        results, fold_of = clinfuse_cross_validated(
+            cohort_dir, cohort.label, work, args.clinfuse, shlex.split(args.clinfuse_train_args), args.folds, args.seed
+        )
         folds = [(np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)) for k in range(args.folds)]
     elif not args.skip_clinfuse:
         train_args = shlex.split(args.clinfuse_train_args)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from clinfuse.kinds.dicom.headers import FileIssue, ImageHeader, read_header, select_images
+from clinfuse.kinds.dicom.headers import FileIssue, ImageHeader, read_header, select_latest
 from clinfuse.kinds.dicom.pixels import ImageGeometry, preprocess_file
 from pydicom.data import get_testdata_file
 
@@ -100,7 +100,7 @@ def test_latest_image_before_index_time_is_selected() -> None:
     headers = [header("a", 1, "old"), header("a", 5, "latest"), header("a", 9, "after"), header("b", 9, "b-after"),
                header("x", 2, "stranger")]  # fmt: skip
     index = {"a": pd.Timestamp(2150, 1, 7), "b": pd.Timestamp(2150, 1, 7)}
-    chosen, counts = select_images(headers, index)
+    chosen, counts = select_latest(headers, index)
     assert {pid: h.path.name for pid, h in chosen.items()} == {"a": "latest"}
     assert counts == {"not_in_cohort": 1, "after_index_time": 2, "older_than_chosen": 1}
 
