@@ -1,6 +1,8 @@
-"""Moving dicom, table and ehr into kind plug-ins changed nothing they compute: the session's demo cache and run
-(seed 11, 300 patients, the fixtures' training settings) match the fingerprint written by the code before the move
-(existing_kinds_golden.json, by existing_kinds_fingerprint.py)."""
+"""What dicom, table and ehr compute changes only on purpose: the session's demo cache and run (seed 11, 300
+patients, the fixtures' training settings) match the fingerprint in existing_kinds_golden.json (written by
+existing_kinds_fingerprint.py). It was first written before the kinds became plug-ins, which changed nothing; it
+was rewritten once since, when DICOM windowing followed the standard and the demo's radiographs gained VOI LUTs,
+SIGMOID windows and burned-in priors: only the imaging files and the predictions changed then."""
 
 from __future__ import annotations
 
