@@ -21,6 +21,7 @@ import pydicom
 from clinfuse.kinds.dicom.config import DicomModality
 from clinfuse.kinds.dicom.headers import FileIssue, ImageHeader, PlaneGeometry, frame_planes
 from clinfuse.kinds.dicom.pixels import to_unit_range
+from clinfuse.kinds.dicom.scan import relative
 from pydicom.pixels import apply_modality_lut
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -194,11 +195,4 @@ def _distance_along_normal(plane: PlaneGeometry) -> float:
 
 def issues_for(candidate: SeriesCandidate, root: Path, outcome: str, reason: str) -> list[FileIssue]:
     """One issue per file of a series that was not used."""
-    return [FileIssue(_relative(h.path, root), outcome, reason, candidate.patient_id) for h in candidate.files]
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return path.name
+    return [FileIssue(relative(h.path, root), outcome, reason, candidate.patient_id) for h in candidate.files]
