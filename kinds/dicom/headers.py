@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -126,7 +127,7 @@ def read_header(
 def _read_header(
     path: Path, relative: str, root: Path, patient_from_manifest: str | None, rules: HeaderRules
 ) -> ImageHeader | FileIssue:
-    if not path.resolve().is_relative_to(root.resolve()):  # never read what a symlink leads to outside the folder
+    if not path.resolve().is_relative_to(_resolved(root)):  # never read what a symlink leads to outside the folder
         return FileIssue(relative, "skipped", "symlink to a file outside the imaging folder")
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -189,6 +190,12 @@ class Acquisition(Protocol):
 
     @property
     def sort_key(self) -> tuple[datetime, str]: ...  # (acquired, path): the path breaks ties reproducibly
+
+
+@cache
+def _resolved(root: Path) -> Path:
+    """The imaging folder resolved once, not once per file of the header pass."""
+    return root.resolve()
 
 
 def select_latest[A: Acquisition](

@@ -12,6 +12,7 @@ or that has too few slices is reported and not used. Resampling is MONAI's (`Ori
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from clinfuse.kinds.dicom.config import DicomModality
-from clinfuse.kinds.dicom.headers import FileIssue, ImageHeader, PlaneGeometry, frame_planes
+from clinfuse.kinds.dicom.headers import FileIssue, ImageHeader, PlaneGeometry
 from clinfuse.kinds.dicom.pixels import to_unit_range
 from clinfuse.kinds.dicom.scan import relative
 from pydicom.pixels import apply_modality_lut
@@ -121,27 +122,25 @@ def geometry_problem(candidate: SeriesCandidate, max_gap_ratio: float) -> str | 
     return None
 
 
-def assemble_volume(paths: list[Path], modality: DicomModality) -> PreprocessedVolume:
+def assemble_volume(files: Sequence[ImageHeader], modality: DicomModality) -> PreprocessedVolume:
     """Decode a series' files (or one multi-frame object), order the slices along the normal, window them to
-    [0, 1] and resample onto the configured RAS voxel grid."""
-    decoded = [(ds, ds.pixel_array) for ds in (pydicom.dcmread(path) for path in paths)]
-    window = modality.window or _series_window(decoded)
+    [0, 1] and resample onto the configured RAS voxel grid. Each frame's plane comes from the header pass."""
+    decoded = [(header.planes, ds, ds.pixel_array) for header, ds in ((h, pydicom.dcmread(h.path)) for h in files)]
+    window = modality.window or _series_window([(ds, stored) for _, ds, stored in decoded])
     frames: list[tuple[float, np.ndarray, PlaneGeometry]] = []
-    for ds, stored in decoded:
+    for planes, ds, stored in decoded:
         unit = to_unit_range(ds, stored, window, modality.window_index)
         stack = unit if unit.ndim == 3 else unit[np.newaxis]
-        planes = frame_planes(ds, stack.shape[0])
-        if len(planes) != stack.shape[0]:
-            raise ValueError("a slice lost its geometry between the header pass and decoding")
+        # strict: pixel data holding another number of frames than the header claims fails this series
         frames += [(_distance_along_normal(plane), frame, plane) for frame, plane in zip(stack, planes, strict=True)]
     frames.sort(key=lambda item: item[0])
     voxels, affine = _resample(np.stack([frame for _, frame, _ in frames]), [plane for _, _, plane in frames], modality)
-    first = decoded[0][0]
+    first = decoded[0][1]
     return PreprocessedVolume(
         voxels=voxels.astype(np.float16),
         affine=affine,
         slices=len(frames),
-        layout="multi_frame" if len(paths) == 1 and len(frames) > 1 else "single_frame",
+        layout="multi_frame" if len(files) == 1 and len(frames) > 1 else "single_frame",
         transfer_syntax=first.file_meta.TransferSyntaxUID.name,
         photometric=str(first.get("PhotometricInterpretation", "")),
     )

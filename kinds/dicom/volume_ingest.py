@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from clinfuse.kinds.dicom import pixels, volume
 from clinfuse.kinds.dicom.config import DicomModality
-from clinfuse.kinds.dicom.headers import FileIssue, select_latest
+from clinfuse.kinds.dicom.headers import FileIssue, ImageHeader, select_latest
 from clinfuse.kinds.dicom.scan import (
     FolderScan,
     decode_all,
@@ -74,7 +74,7 @@ def ingest_volumes(
         np.float16,
         (max(len(ordered), 1), *modality.volume_shape),
     )
-    arguments = [([h.path for h in chosen[pid].files], modality) for pid in to_decode]
+    arguments = [(chosen[pid].files, modality) for pid in to_decode]
     outcomes = decode_all(_assemble, arguments, context, f"{modality.name}: volumes")  # lazily, in to_decode order
     present, index, patient_issues, reused = [], [], {}, 0
     for pid in ordered:
@@ -107,7 +107,7 @@ def ingest_volumes(
     )
 
 
-def _assemble(arguments: tuple[list[Path], DicomModality]) -> PreprocessedVolume:
+def _assemble(arguments: tuple[tuple[ImageHeader, ...], DicomModality]) -> PreprocessedVolume:
     return assemble_volume(*arguments)
 
 

@@ -57,7 +57,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -67,6 +66,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from text_tables import rule, table  # this folder is on sys.path when the script runs
+from workspace import throwaway_workspace
 
 if TYPE_CHECKING:
     from clinfuse.kinds.dicom.config import DicomModality
@@ -420,7 +420,7 @@ def warm_up(radiograph: Path, series: Sequence[list[Path]], size: int, volume_mo
     started = time.perf_counter()
     preprocess_file(radiograph, size, None)
     for files in series:
-        assemble_volume(files, volume_modality)
+        assemble_volume(series_headers(files), volume_modality)
     return time.perf_counter() - started
 
 
@@ -570,8 +570,15 @@ def build_cache(cohort_dir: Path, cache_dir: Path, workers: int) -> tuple[Timing
     return sw.timing, json.loads((cache_dir / "ingest_report.json").read_text())
 
 
-def volume_sources(index_rows: list[dict], root: Path) -> dict[int, list[Path]]:
-    """Cache row -> the files of the series it was assembled from, by the digest the volume ingest records
+def series_headers(files: list[Path]) -> list:
+    """The header pass's record of each file (its frames' planes), as `assemble_volume` takes them."""
+    from clinfuse.kinds.dicom.headers import read_header
+
+    return [read_header(path, path.parent, None) for path in files]
+
+
+def volume_sources(index_rows: list[dict], root: Path) -> dict[int, list]:
+    """Cache row -> the headers of the series it was assembled from, by the digest the volume ingest records
     (the digests of the series' files in path order); each demo series lies in a folder of its own."""
     from clinfuse.platform.ingest.fingerprint import combine, file_digest
 
@@ -579,7 +586,8 @@ def volume_sources(index_rows: list[dict], root: Path) -> dict[int, list[Path]]:
     for folder in sorted({p.parent for p in root.rglob("*.dcm")}):
         files = sorted(folder.glob("*.dcm"), key=str)
         by_digest[combine([file_digest(p) for p in files])] = files
-    return {row: by_digest[entry["digest"]] for row, entry in enumerate(index_rows) if entry["digest"] in by_digest}
+    return {row: series_headers(by_digest[entry["digest"]]) for row, entry in enumerate(index_rows)
+            if entry["digest"] in by_digest}  # fmt: skip
 
 
 def image_sources(index_rows: list[dict], root: Path) -> dict[int, Path]:
@@ -665,18 +673,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)  # per-core figures in this process; decoding workers set the same
     header(args)
     run_started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="clinfuse-dicom-bench-"))
-    previous_home = os.environ.get("CLINFUSE_HOME")
-    os.environ["CLINFUSE_HOME"] = str(work / "home")  # throw-away pseudonymisation key lives here
-    try:
+    with throwaway_workspace("clinfuse-dicom-bench-") as work:
         return run(args, work, run_started)
-    finally:
-        if previous_home is None:
-            os.environ.pop("CLINFUSE_HOME", None)
-        else:
-            os.environ["CLINFUSE_HOME"] = previous_home
-        shutil.rmtree(work, ignore_errors=True)
-        print(f"\nremoved temporary folder {work}")
 
 
 def run(args: argparse.Namespace, work: Path, run_started: float) -> int:

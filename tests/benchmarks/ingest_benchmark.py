@@ -42,9 +42,7 @@ import json
 import os
 import platform
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -53,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 from text_tables import rule, table  # this folder is on sys.path when the script runs
+from workspace import throwaway_workspace
 
 BATCH_SIZE = 32
 RATIO_GOAL = 20.0
@@ -314,18 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)  # per-core figures: MONAI's resize would otherwise use every core
     header(args)
     run_started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="clinfuse-ingest-bench-"))
-    previous_home = os.environ.get("CLINFUSE_HOME")
-    os.environ["CLINFUSE_HOME"] = str(work / "home")  # throw-away pseudonymisation key lives here
-    try:
+    with throwaway_workspace("clinfuse-ingest-bench-") as work:
         return run(args, work, run_started)
-    finally:
-        if previous_home is None:
-            os.environ.pop("CLINFUSE_HOME", None)
-        else:
-            os.environ["CLINFUSE_HOME"] = previous_home
-        shutil.rmtree(work, ignore_errors=True)
-        print(f"\nremoved temporary folder {work}")
 
 
 def run(args: argparse.Namespace, work: Path, run_started: float) -> int:
