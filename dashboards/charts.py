@@ -15,10 +15,11 @@ LOWERS = "#2471a3"
 CONTEXT = "#9aa3ab"
 BAND_COLOURS = {"low": "#27ae60", "intermediate": "#e67e22", "high": "#c0392b", "not scored": "#7f8c8d"}
 EHR_KIND_LABELS = {
-    "diagnoses_icd": "Diagnoses",
-    "procedures_icd": "Procedures",
-    "prescriptions": "Prescriptions",
-    "labevents": "Labs",
+    "diagnosis": "Diagnoses",
+    "procedure": "Procedures",
+    "drug": "Drugs",
+    "lab": "Labs",
+    "vital": "Vitals",
 }
 # No template: Streamlit's theme applies (and plotly templates are slow to build).
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}}

@@ -1,5 +1,5 @@
-"""The `ehr` modality kind: coded events and labs read through PyHealth (MIMIC-IV CSV layout), events strictly
-before the index time; a code-sequence encoder (GRU or transformer) plus the lab vector."""
+"""The `ehr` modality kind: coded events and labs from MIMIC-IV/III, OMOP, MEDS or FHIR exports (kinds/ehr/sources),
+events strictly before the index time; a code-sequence encoder (GRU or transformer) plus the lab vector."""
 
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ class EhrKind(ModalityKind):
         return ingest_ehr(config, cohort, out, context)
 
     def why_absent(self, report: dict) -> str:
+        from clinfuse.kinds.ehr.events import AFTER_INDEX
+
         return (f"no events of cohort patients before their index times "
-                f"({report['events_at_or_after_index_excluded']} at or after them)")  # fmt: skip
+                f"({report['events_left_out'].get(AFTER_INDEX, 0)} at or after them)")  # fmt: skip
 
     def reader(self, cache, name: str) -> tuple[Reader, dict[str, int]]:
         from clinfuse.kinds.ehr.tensors import ehr_reader

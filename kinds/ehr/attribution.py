@@ -34,6 +34,7 @@ def ehr_attribution(
     for item, value in zip(context.lab_items, labs, strict=True):
         per_code[item] = per_code.get(item, 0.0) + float(value)
     ranked = sorted(per_code.items(), key=lambda kv: -abs(kv[1]))[: context.top_k]
+    lab_items = set(context.lab_items)
     top = [{"name": code, "text": context.texts.get(code, ""), "value": float(value),
-            "kind": "lab" if code.startswith("LAB:") else "code"} for code, value in ranked]  # fmt: skip
+            "kind": "lab" if code in lab_items else "code"} for code, value in ranked]  # fmt: skip
     return Attribution("ehr", top)

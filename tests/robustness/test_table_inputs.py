@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from clinfuse.kinds.ehr import source as ehr_source
+from clinfuse.kinds.ehr import events as ehr_events
 from clinfuse.kinds.ehr.config import EhrModality
 from clinfuse.kinds.ehr.ingest import ingest_ehr
 from clinfuse.kinds.table.source import Z_LIMIT, TableAlignment
@@ -218,23 +218,28 @@ def test_table_rows_without_a_patient_id_are_dropped_and_counted(probe, tmp_path
 def _events() -> pd.DataFrame:
     """Ties at one time: two values of one lab, one drug written two ways, two diagnoses."""
     rows = [
-        ("A", 2.0, "labevents", "LAB:50912", 1.1, "mg/dL", "Creatinine"),
-        ("A", 2.0, "labevents", "LAB:50912", 0.9, "mg/dL", "Creatinine"),
-        ("A", 2.0, "prescriptions", "RX:aspirin", None, None, "Aspirin"),
-        ("A", 2.0, "prescriptions", "RX:aspirin", None, None, "ASPIRIN"),
-        ("A", 2.0, "diagnoses_icd", "DX:I10", None, None, None),
-        ("A", 5.0, "diagnoses_icd", "DX:E119", None, None, None),
-        ("B", 1.0, "labevents", "LAB:50912", 1.4, "mg/dL", "Creatinine"),
-        ("B", 1.0, "diagnoses_icd", "DX:I10", None, None, None),
-        ("B", 1.0, "prescriptions", "RX:aspirin", None, None, "Aspirin 81"),
+        ("A", 2.0, "lab", "LOINC:2160-0 [mg/dL]", 1.1, "mg/dL", "Creatinine"),
+        ("A", 2.0, "lab", "LOINC:2160-0 [mg/dL]", 0.9, "mg/dL", "Creatinine"),
+        ("A", 2.0, "drug", "DRUG-NAME:aspirin", None, None, "Aspirin"),
+        ("A", 2.0, "drug", "DRUG-NAME:aspirin", None, None, "ASPIRIN"),
+        ("A", 2.0, "diagnosis", "ICD10CM:I10", None, None, None),
+        ("A", 5.0, "diagnosis", "ICD10CM:E119", None, None, None),
+        ("B", 1.0, "lab", "LOINC:2160-0 [mg/dL]", 1.4, "mg/dL", "Creatinine"),
+        ("B", 1.0, "diagnosis", "ICD10CM:I10", None, None, None),
+        ("B", 1.0, "drug", "DRUG-NAME:aspirin", None, None, "Aspirin 81"),
     ]
-    columns = ["patient_id", "days_before_index", "kind", "code", "value", "unit", "text"]
-    return pd.DataFrame(rows, columns=columns)
+    columns = ["patient_id", "seconds_before_index", "kind", "code", "value", "unit", "text"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["seconds_before_index"] *= 86400
+    return frame
 
 
 def _ehr_outputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, events: pd.DataFrame, name: str) -> tuple[Path, dict]:
-    """ingest_ehr on these events (PyHealth's reading replaced): the folder it wrote and its report."""
-    monkeypatch.setattr(ehr_source, "load_ehr_events", lambda *args: (events, 0))
+    """ingest_ehr on these events (the source's reading replaced): the folder it wrote and its report."""
+    kept = tmp_path / f"{name}-kept.parquet"
+    events.to_parquet(kept, index=False)
+    read = ehr_events.CohortEvents(kept, set(events["patient_id"]), {"events_left_out": {}})
+    monkeypatch.setattr(ehr_events, "cohort_events", lambda *args: read)
     table = pd.DataFrame(
         {"patient_id": ["A", "B"], "label": [0, 1], "index_time": pd.Timestamp("2150-01-01"), "split": "train"}
     )

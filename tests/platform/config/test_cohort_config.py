@@ -103,7 +103,8 @@ def test_defaults_of_each_modality_kind(cohort_dir: Path) -> None:
         "drop",
     )
     assert ehr.source == "mimic4"
-    assert ehr.tables == ("diagnoses_icd", "procedures_icd", "prescriptions", "labevents")
+    assert ehr.events == ("diagnosis", "procedure", "drug", "lab")
+    assert (ehr.timezone, ehr.code_systems, ehr.icd9_to_icd10) == ("UTC", {}, False)
 
 
 def test_modality_lookup_by_unknown_name_raises_key_error(cohort_dir: Path) -> None:
@@ -347,7 +348,7 @@ def _rich_config_data() -> dict:
     data["modalities"][1].update(
         {"layout": "long", "on_duplicate_patient": "mean", "on_non_numeric": "coerce", "exclude_columns": ["site"]}
     )
-    data["modalities"][2].update({"tables": ["diagnoses_icd"], "max_codes": 64})
+    data["modalities"][2].update({"events": ["diagnosis"], "max_codes": 64, "timezone": "Europe/Berlin"})
     return data
 
 

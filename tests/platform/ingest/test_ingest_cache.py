@@ -54,11 +54,11 @@ def test_each_patient_in_exactly_one_stratified_split(demo_cache: Path) -> None:
 def test_only_data_before_the_index_time_is_used(demo_cache: Path, demo_cohort: Path, demo_truth: dict) -> None:
     cache = FeatureCache(demo_cache)
     vocabulary = cache.json("ehr", "alignment")["vocabulary"]
-    leak = {f"DX:{c}" for c in demo_truth["planted"]["leak_diagnoses_after_index"]}
+    leak = {f"ICD10CM:{c}" for c in demo_truth["planted"]["leak_diagnoses_after_index"]}
     assert not leak & set(vocabulary)
     events = cache.table("ehr", "events")
     assert (events["days_before_index"] > 0).all()
-    assert cache.report["modalities"]["ehr"]["events_at_or_after_index_excluded"] > 0
+    assert cache.report["modalities"]["ehr"]["events_left_out"]["at or after the index time"] > 0
     assert not events["code"].isin(leak).any()
 
     # the image kept for each patient is the index image, never the follow-up taken after the index time
