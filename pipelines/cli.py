@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from clinfuse.pipelines.registry.cli import models_app
+from clinfuse.platform.demo.ehr_formats import EHR_FORMATS
 from clinfuse.platform.demo.latent import MODALITY_NAMES, OPTIONAL_MODALITIES
 from clinfuse.platform.errors import ClinFuseError
 
@@ -30,6 +32,10 @@ def _root(ctx: typer.Context) -> None:
         typer.echo(ctx.get_help())
 
 
+# the demo's EHR layouts as a typer choice, so an unknown one is a one-line usage error
+EhrFormat = Enum("EhrFormat", {name: name for name in EHR_FORMATS}, type=str)
+
+
 @app.command("demo-data")
 def demo_data(
     out: Annotated[Path, typer.Option("--out", help="folder to write the cohort into")],
@@ -42,9 +48,13 @@ def demo_data(
     ct: Annotated[
         bool, typer.Option("--ct", help="add the CT modality (3D chest series); same as adding ct to --modalities")
     ] = False,
+    ehr_format: Annotated[
+        EhrFormat,
+        typer.Option("--ehr-format", help="layout of the EHR: mimic4 (CSV), omop (CDM 5.4 CSV), meds, fhir (NDJSON)"),
+    ] = EhrFormat.mimic4,
 ) -> None:
-    """Generate the synthetic demo cohort: DICOM, expression tables, MIMIC-IV EHR, any optional modalities
-    (--modalities, --ct), cohort.yaml, truth."""
+    """Generate the synthetic demo cohort: DICOM, expression tables, EHR (MIMIC-IV, OMOP, MEDS or FHIR: the same
+    events), any optional modalities (--modalities, --ct), cohort.yaml, truth."""
     from time import perf_counter
 
     from clinfuse.platform.demo import generate_demo_cohort
@@ -53,7 +63,7 @@ def demo_data(
     names = tuple(name.strip() for name in modalities.split(",") if name.strip())
     if ct and "ct" not in names:
         names += ("ct",)
-    counts = generate_demo_cohort(out, patients=patients, seed=seed, modalities=names)
+    counts = generate_demo_cohort(out, patients=patients, seed=seed, modalities=names, ehr_format=ehr_format.value)
     summary = ", ".join(f"{k}={v}" for k, v in counts.items())
     typer.echo(f"demo cohort written to {out} in {perf_counter() - started:.1f}s: {summary}")
 

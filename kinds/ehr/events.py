@@ -1,8 +1,8 @@
 """From a source's event stream to the cohort's events before each index time, with every left-out event counted.
 
 Each event of a cohort patient meets one fate, counted in the ingest report: kept (strictly before the patient's
-index time), or left out for having no time, a code of an unknown system, a lab value that is not a number, or
-lying at or after the index time. Events of patients outside the cohort are counted too. The kept events are
+index time), or left out for having no time, no code, a code of an unknown system, a lab value that is not a
+number, or lying at or after the index time. Events of patients outside the cohort are counted too. The kept events are
 written to a parquet file in the scratch folder by polars' streaming sink, so nothing here holds the whole
 export in memory; the features read it back a chunk of patients at a time.
 """
@@ -21,6 +21,7 @@ from clinfuse.kinds.ehr.sources import source_for
 KEPT = "kept"
 NOT_IN_COHORT = "patient not in the cohort"
 NO_TIME = "event without a time"
+NO_CODE = "event without a code"
 UNKNOWN_SYSTEM = "code of an unknown system"
 NO_VALUE = "lab or vital without a numeric value"
 AFTER_INDEX = "at or after the index time"
@@ -76,7 +77,7 @@ def cohort_events(modality: EhrModality, index_times: dict[str, pd.Timestamp], s
     _tokens(kept).select(KEPT_COLUMNS).sink_parquet(path)
     patients = set(pl.scan_parquet(path).select(pl.col("patient_id").unique()).collect()["patient_id"])
     counts = dict(zip(fates["fate"], fates["len"], strict=True))
-    left_out = {reason: int(counts[reason]) for reason in (NO_TIME, UNKNOWN_SYSTEM, NO_VALUE, AFTER_INDEX)
+    left_out = {reason: int(counts[reason]) for reason in (NO_TIME, NO_CODE, UNKNOWN_SYSTEM, NO_VALUE, AFTER_INDEX)
                 if counts.get(reason)}  # fmt: skip
     report = {
         "source": modality.source,
@@ -95,8 +96,8 @@ def _fate() -> pl.Expr:
     measured = pl.col("kind").is_in(MEASURED)
     return (
         pl.when(pl.col("time").is_null()).then(pl.lit(NO_TIME))
-        .when(pl.col("system").is_null() | pl.col("code").is_null() | (pl.col("code") == ""))
-        .then(pl.lit(UNKNOWN_SYSTEM))
+        .when(pl.col("code").is_null() | (pl.col("code") == "")).then(pl.lit(NO_CODE))
+        .when(pl.col("system").is_null()).then(pl.lit(UNKNOWN_SYSTEM))
         .when(measured & (pl.col("value").is_null() | pl.col("value").is_nan())).then(pl.lit(NO_VALUE))
         .when(pl.col("time") >= pl.col("index_time")).then(pl.lit(AFTER_INDEX))
         .otherwise(pl.lit(KEPT))

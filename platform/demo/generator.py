@@ -1,4 +1,5 @@
-"""Generate the demo cohort: DICOM, expression tables, MIMIC-IV EHR, cohort table, config and truth."""
+"""Generate the demo cohort: DICOM, expression tables, EHR (MIMIC-IV, OMOP, MEDS or FHIR), cohort table, config
+and truth."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from clinfuse.platform.demo.dicom_export import (
     write_radiograph,
 )
 from clinfuse.platform.demo.ecg import write_ecgs
+from clinfuse.platform.demo.ehr_formats import EHR_FORMATS, EHR_WRITERS
 from clinfuse.platform.demo.expression import write_expression
 from clinfuse.platform.demo.latent import (
     MODALITY_NAMES,
@@ -30,7 +32,7 @@ from clinfuse.platform.demo.latent import (
     add_optional_modalities,
     sample_patients,
 )
-from clinfuse.platform.demo.mimic import write_mimic4
+from clinfuse.platform.demo.mimic import build_mimic4
 from clinfuse.platform.demo.notes import write_notes
 from clinfuse.platform.demo.radiograph import Finding, render_radiograph
 from clinfuse.platform.demo.tables import write_csv_deterministic
@@ -52,14 +54,17 @@ PORTRAIT_RATE = 0.15
 
 
 def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0,
-                         modalities: tuple[str, ...] = MODALITY_NAMES) -> dict[str, int]:  # fmt: skip
+                         modalities: tuple[str, ...] = MODALITY_NAMES,
+                         ehr_format: str = "mimic4") -> dict[str, int]:  # fmt: skip
     """Write a full synthetic cohort under `out`; return counts per modality. Deterministic per seed.
 
     `modalities`: imaging, genomics and ehr always, plus any of OPTIONAL_MODALITIES. Without the optional ones
     the cohort is the same, file for file, as before they existed (their latents and files come from random
-    streams of their own)."""
+    streams of their own). `ehr_format`: the EHR's layout, one of EHR_FORMATS; each holds the same events."""
     if patients < 1:
         raise ClinFuseError(f"--patients must be at least 1, got {patients}")
+    if ehr_format not in EHR_FORMATS:
+        raise ClinFuseError(f"--ehr-format: unknown format {ehr_format!r}", f"use one of {', '.join(EHR_FORMATS)}")
     optional = _optional_modalities(modalities)
     _prepare_output(out)
     streams = np.random.SeedSequence(seed).spawn(len(STREAMS))
@@ -70,7 +75,8 @@ def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0,
 
     images, findings, presentations = _write_imaging(cohort, out, seed, rng["image"], rng["image_presentation"])
     gene_loadings = write_expression(cohort, out / "genomics", rng["genes"])
-    ehr_truth = write_mimic4(cohort, out / "ehr", rng["ehr"])
+    ehr_tables, ehr_truth = build_mimic4(cohort, rng["ehr"])
+    EHR_WRITERS[ehr_format](ehr_tables, out / "ehr")
     optional_truth = {name: OPTIONAL_WRITERS[name](_subjects(cohort, name), out / name, rng[name]) for name in optional}
 
     write_csv_deterministic(
@@ -89,7 +95,7 @@ def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0,
         {"patient_id": pid, "path": str(rec.path.relative_to(out))} for pid, recs in images.items() for rec in recs
     ]
     write_csv_deterministic(pd.DataFrame(manifest).sort_values("path"), out / "imaging_manifest.csv")
-    write_cohort_config(_demo_config(out, optional), out / "cohort.yaml")
+    write_cohort_config(_demo_config(out, optional, ehr_format), out / "cohort.yaml")
     planted_images = {"image_presentation": presentations}
     _write_truth(out / "ground_truth.json", cohort, weights, seed, findings, gene_loadings, ehr_truth, optional_truth,
                  planted_images)  # fmt: skip
@@ -216,11 +222,13 @@ def _finding_truth(
     return truth
 
 
-def _demo_config(out: Path, optional: tuple[str, ...]) -> CohortConfig:
+def _demo_config(out: Path, optional: tuple[str, ...], ehr_format: str) -> CohortConfig:
     entries = {
         "imaging": {"kind": "dicom", "name": "imaging", "path": out / "imaging"},
         "genomics": {"kind": "table", "name": "genomics", "path": out / "genomics" / "expression.parquet"},
-        "ehr": {"kind": "ehr", "name": "ehr", "path": out / "ehr"},
+        # FHIR times carry offsets: they are read into the cohort's zone, UTC like its index times
+        "ehr": {"kind": "ehr", "name": "ehr", "path": out / "ehr", "source": ehr_format}
+        | ({"timezone": "UTC"} if ehr_format == "fhir" else {}),
         "notes": {"kind": "notes", "name": "notes", "path": out / "notes", "format": "mimic4_note"},
         "ecg": {"kind": "waveform", "name": "ecg", "path": out / "ecg"},
         "ct": {"kind": "dicom", "name": "ct", "path": out / "ct", "volume": True, "window": LUNG_WINDOW},

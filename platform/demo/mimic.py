@@ -3,6 +3,8 @@
 Each patient has prior admissions before the index time, carrying chronic diagnoses, drugs and labs that
 follow the EHR latent, then the index admission that starts at the index time. Everything coded or measured
 during the index admission lies after the index time; outcome-related codes there are a leakage trap.
+The tables are built first and written second, so that `ehr_formats` can render the same events as OMOP, MEDS
+or FHIR.
 """
 
 from __future__ import annotations
@@ -31,6 +33,38 @@ from clinfuse.platform.demo.vocabulary import (
 _TIME = "%Y-%m-%d %H:%M:%S"
 
 
+# The files of the layout and their columns (given, so that an empty table still has its header).
+MIMIC4_FILES: dict[str, str] = {
+    "patients": "hosp/patients.csv.gz",
+    "admissions": "hosp/admissions.csv.gz",
+    "diagnoses_icd": "hosp/diagnoses_icd.csv.gz",
+    "procedures_icd": "hosp/procedures_icd.csv.gz",
+    "prescriptions": "hosp/prescriptions.csv.gz",
+    "labevents": "hosp/labevents.csv.gz",
+    "d_labitems": "hosp/d_labitems.csv.gz",
+    "icustays": "icu/icustays.csv.gz",
+}
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "patients": ("subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group", "dod"),
+    "admissions": (
+        "subject_id", "hadm_id", "admittime", "dischtime", "deathtime", "admission_type", "admit_provider_id",
+        "admission_location", "discharge_location", "insurance", "language", "marital_status", "race", "edregtime",
+        "edouttime", "hospital_expire_flag",
+    ),
+    "icustays": ("subject_id", "hadm_id", "stay_id", "first_careunit", "last_careunit", "intime", "outtime", "los"),
+    "diagnoses_icd": ("subject_id", "hadm_id", "seq_num", "icd_code", "icd_version"),
+    "procedures_icd": ("subject_id", "hadm_id", "seq_num", "chartdate", "icd_code", "icd_version"),
+    "prescriptions": (
+        "subject_id", "hadm_id", "pharmacy_id", "starttime", "stoptime", "drug_type", "drug", "ndc", "prod_strength",
+        "dose_val_rx", "dose_unit_rx", "route",
+    ),
+    "labevents": (
+        "labevent_id", "subject_id", "hadm_id", "specimen_id", "itemid", "order_provider_id", "charttime", "storetime",
+        "value", "valuenum", "valueuom", "ref_range_lower", "ref_range_upper", "flag", "priority", "comments",
+    ),
+}  # fmt: skip
+
+
 @dataclass
 class _Tables:
     patients: list[dict] = field(default_factory=list)
@@ -50,24 +84,31 @@ class _Counters:
     specimen: int = 1
 
 
-def write_mimic4(patients: list[PatientTruth], root: Path, rng: np.random.Generator) -> dict[str, dict]:
-    """Write the MIMIC-IV tables under `root`; return per patient the planted codes and leaked codes."""
+def build_mimic4(
+    patients: list[PatientTruth], rng: np.random.Generator
+) -> tuple[dict[str, pd.DataFrame], dict[str, dict]]:
+    """The MIMIC-IV tables (by name, as in `MIMIC4_FILES`) of the patients who have an EHR, and per patient the
+    planted codes and leaked codes. The other EHR layouts are rendered from these tables."""
     tables, counters, truth = _Tables(), _Counters(), {}
     for patient in patients:
         if not patient.present["ehr"]:
             continue
         truth[patient.patient_id] = _write_patient(patient, tables, counters, rng)
-
-    (root / "hosp").mkdir(parents=True, exist_ok=True)
-    (root / "icu").mkdir(parents=True, exist_ok=True)
-    for name in ("patients", "admissions", "diagnoses_icd", "procedures_icd", "prescriptions", "labevents"):
-        write_csv_deterministic(pd.DataFrame(getattr(tables, name)), root / "hosp" / f"{name}.csv.gz")
-    write_csv_deterministic(pd.DataFrame(tables.icustays), root / "icu" / "icustays.csv.gz")
-    labitems = pd.DataFrame(
-        [{"itemid": i.itemid, "label": i.label, "fluid": i.fluid, "category": i.category} for i in LAB_ITEMS]
+    frames = {name: pd.DataFrame(getattr(tables, name), columns=list(columns)) for name, columns in _COLUMNS.items()}
+    frames["d_labitems"] = pd.DataFrame(
+        [
+            {"itemid": i.itemid, "label": i.label, "fluid": i.fluid, "category": i.category, "loinc_code": i.loinc}
+            for i in LAB_ITEMS
+        ]
     )
-    write_csv_deterministic(labitems, root / "hosp" / "d_labitems.csv.gz")
-    return truth
+    return frames, truth
+
+
+def write_mimic4(tables: dict[str, pd.DataFrame], root: Path) -> None:
+    """Write the MIMIC-IV tables under `root` (hosp/, icu/), gzipped as PhysioNet ships them."""
+    for name, relative in MIMIC4_FILES.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        write_csv_deterministic(tables[name], root / relative)
 
 
 def _write_patient(patient: PatientTruth, tables: _Tables, counters: _Counters, rng: np.random.Generator) -> dict:

@@ -122,8 +122,8 @@ def _discharge(found: list[str], denied: list[str], leaks: tuple[str, ...], rng:
     medications = "\n".join(f"{i}. {m}" for i, m in enumerate(_pick(MEDICATIONS, int(rng.integers(2, 6)), rng), 1))
     sections = [
         f"Chief Complaint:\n{complaint}",
-        "History of Present Illness:\n" + _typos(f"Patient with a history of {history} presents with {complaint}.",
-                                                  rng),
+        "History of Present Illness:\n"
+        + _typos(f"Patient with a history of {history} presents with {complaint}.", rng),
         f"Physical Exam:\nVitals: {vitals}",
         "Brief Hospital Course:\n" + " ".join(_typos(s, rng) if not _planted(s) else s for s in course),
         f"Medications on Admission:\n{medications}",

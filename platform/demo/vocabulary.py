@@ -25,7 +25,8 @@ _GENE_FAMILIES: tuple[tuple[str, int], ...] = (
 
 @dataclass(frozen=True)
 class LabItem:
-    """A MIMIC-IV lab item: id, label, unit and a log-normal reference distribution."""
+    """A MIMIC-IV lab item: id, label, unit, its LOINC code (as d_labitems carried it) and a log-normal reference
+    distribution."""
 
     itemid: int
     label: str
@@ -36,21 +37,22 @@ class LabItem:
     log_sd: float
     ref_low: float
     ref_high: float
+    loinc: str
 
 
 LAB_ITEMS: tuple[LabItem, ...] = (
-    LabItem(50912, "Creatinine", "Blood", "Chemistry", "mg/dL", 0.9, 0.25, 0.5, 1.2),
-    LabItem(50813, "Lactate", "Blood", "Blood Gas", "mmol/L", 1.3, 0.3, 0.5, 2.0),
-    LabItem(50963, "NTproBNP", "Blood", "Chemistry", "pg/mL", 120.0, 0.9, 0.0, 353.0),
-    LabItem(51006, "Urea Nitrogen", "Blood", "Chemistry", "mg/dL", 16.0, 0.3, 6.0, 20.0),
-    LabItem(50983, "Sodium", "Blood", "Chemistry", "mEq/L", 139.0, 0.02, 133.0, 145.0),
-    LabItem(50971, "Potassium", "Blood", "Chemistry", "mEq/L", 4.2, 0.1, 3.3, 5.1),
-    LabItem(50931, "Glucose", "Blood", "Chemistry", "mg/dL", 105.0, 0.25, 70.0, 100.0),
-    LabItem(51222, "Hemoglobin", "Blood", "Hematology", "g/dL", 12.8, 0.12, 13.7, 17.5),
-    LabItem(51301, "White Blood Cells", "Blood", "Hematology", "K/uL", 7.5, 0.3, 4.0, 11.0),
-    LabItem(51265, "Platelet Count", "Blood", "Hematology", "K/uL", 240.0, 0.3, 150.0, 440.0),
-    LabItem(50885, "Bilirubin, Total", "Blood", "Chemistry", "mg/dL", 0.6, 0.4, 0.0, 1.5),
-    LabItem(50862, "Albumin", "Blood", "Chemistry", "g/dL", 3.9, 0.12, 3.5, 5.2),
+    LabItem(50912, "Creatinine", "Blood", "Chemistry", "mg/dL", 0.9, 0.25, 0.5, 1.2, "2160-0"),
+    LabItem(50813, "Lactate", "Blood", "Blood Gas", "mmol/L", 1.3, 0.3, 0.5, 2.0, "2524-7"),
+    LabItem(50963, "NTproBNP", "Blood", "Chemistry", "pg/mL", 120.0, 0.9, 0.0, 353.0, "33762-6"),
+    LabItem(51006, "Urea Nitrogen", "Blood", "Chemistry", "mg/dL", 16.0, 0.3, 6.0, 20.0, "3094-0"),
+    LabItem(50983, "Sodium", "Blood", "Chemistry", "mEq/L", 139.0, 0.02, 133.0, 145.0, "2951-2"),
+    LabItem(50971, "Potassium", "Blood", "Chemistry", "mEq/L", 4.2, 0.1, 3.3, 5.1, "2823-3"),
+    LabItem(50931, "Glucose", "Blood", "Chemistry", "mg/dL", 105.0, 0.25, 70.0, 100.0, "2345-7"),
+    LabItem(51222, "Hemoglobin", "Blood", "Hematology", "g/dL", 12.8, 0.12, 13.7, 17.5, "718-7"),
+    LabItem(51301, "White Blood Cells", "Blood", "Hematology", "K/uL", 7.5, 0.3, 4.0, 11.0, "6690-2"),
+    LabItem(51265, "Platelet Count", "Blood", "Hematology", "K/uL", 240.0, 0.3, 150.0, 440.0, "777-3"),
+    LabItem(50885, "Bilirubin, Total", "Blood", "Chemistry", "mg/dL", 0.6, 0.4, 0.0, 1.5, "1975-2"),
+    LabItem(50862, "Albumin", "Blood", "Chemistry", "g/dL", 3.9, 0.12, 3.5, 5.2, "1751-7"),
 )
 # Lab items whose level carries the planted EHR signal (shift in log units per unit of EHR latent).
 PLANTED_LAB_SHIFTS: dict[int, float] = {50912: 0.45, 50963: 1.2, 50813: 0.3}

@@ -1,13 +1,14 @@
 """MEDS (Medical Event Data Standard) exports, read through PyHealth's MEDSDataset.
 
 MEDS codes are strings; ClinFuse reads the `VOCABULARY/CODE` convention that OMOP-derived MEDS exports use
-(meds_etl_omop, EHRSHOT: `ICD10CM/I50.22`, `LOINC/2160-0`), the vocabulary naming the system, and takes the unit
-from the `unit` column where the export adds one (MEDS core has none). MEDS' own codes (`MEDS_BIRTH`,
-`MEDS_DEATH`) are not events and are counted. A code whose prefix is not a known system is counted per prefix;
-a site names its own prefixes with `code_systems`.
+(meds_etl_omop, EHRSHOT: `ICD10CM/I50.22`, `LOINC/2160-0`), the vocabulary naming the system; it takes the unit
+from the `unit` column where the export adds one (MEDS core has none) and names from metadata/codes.parquet.
+MEDS' own codes (`MEDS_BIRTH`, `MEDS_DEATH`) are not events and are counted. A code whose prefix is not a known
+system is counted per prefix; a site names its own prefixes with `code_systems`.
 
 MEDS stores `numeric_value` as float32, so a result written as 1.23 comes back as 1.2300000190734863; the reader
-restores the shortest decimal the float32 stands for, which is the value the export was made from.
+restores the shortest decimal the float32 stands for, which is the value the export was made from (exact for
+two-decimal results below 2**17).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class MedsSource(EventSource):
             events.filter(pl.col("event_type") == "meds")
             .with_columns(code.alias("_whole"), system.alias("system"), rest.alias("_rest"))
             .filter(~pl.col("_whole").str.starts_with(MEDS_SPECIAL))
+            .join(_descriptions(modality.path), on="_whole", how="left")
             .with_columns(normalised_code_expr(pl.col("system"), pl.col("_rest")).alias("_code"))
             .select(
                 "patient_id",
@@ -79,6 +81,7 @@ class MedsSource(EventSource):
                 pl.coalesce(pl.col("_code"), pl.col("_whole")).alias("code"),
                 _decimal(pl.col("meds/numeric_value")).alias("value"),
                 (unit_expr(pl.col("meds/unit")) if with_units else pl.lit(None, pl.String)).alias("unit"),
+                pl.col("_description").alias("text"),
             )
         )
         rows = rows.filter(pl.col("kind").is_in(modality.events) | pl.col("system").is_null())
@@ -91,6 +94,20 @@ class MedsSource(EventSource):
         )
         problems = {"MEDS special codes (birth, death) not read as events": int(special)} if special else {}
         return SourceEvents(conform(rows), problems)
+
+
+def _descriptions(root: Path) -> pl.LazyFrame:
+    """code -> description from the export's metadata/codes.parquet (MEDS' code metadata), if it has one."""
+    path = root / "metadata" / "codes.parquet"
+    if not path.exists():
+        return pl.LazyFrame(schema={"_whole": pl.String, "_description": pl.String})
+    return (
+        pl.scan_parquet(path)
+        .select(
+            pl.col("code").cast(pl.String).alias("_whole"), pl.col("description").cast(pl.String).alias("_description")
+        )
+        .unique("_whole", keep="first")
+    )
 
 
 def prefix_of(code: pl.Expr) -> pl.Expr:

@@ -1,14 +1,18 @@
 """MIMIC-IV and MIMIC-III, read through PyHealth's MIMIC4Dataset / MIMIC3Dataset (their own table configs).
 
 Diagnoses and procedures are timed at their admission's discharge (PyHealth's configs join `dischtime`: ICD
-codes are assigned at discharge), drugs at their start, labs at their chart time. ICD codes carry their version
-(MIMIC-IV's `icd_version`; MIMIC-III holds ICD-9 only). Drugs are NDC codes where the row has one, else the drug
-name under the `DRUG-NAME` system. Labs are LOINC codes where d_labitems maps the item (MIMIC-III and MIMIC-IV
-v1.0 ship `loinc_code`), else the site's item id under `MIMIC-LAB`.
+codes are assigned at discharge), drugs at their start, labs at their chart time. MIMIC-III's prescriptions carry a
+start date only (STARTDATE), so its drugs are timed at the end of that day: a drug started on the index day may
+have started after the index time, and counting it as before would leak. ICD codes carry their version
+(MIMIC-IV's `icd_version`; MIMIC-III holds ICD-9 only, in `icd9_code`). Drugs are NDC codes where the row has one
+(MIMIC-III writes `0` for none), else the drug name under the `DRUG-NAME` system. Labs are LOINC codes where
+d_labitems maps the item (MIMIC-III and MIMIC-IV v1.0 ship `loinc_code`), else the site's item id under
+`MIMIC-LAB`. PyHealth lower-cases every header, so MIMIC-III's upper-case columns read as MIMIC-IV's do.
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -27,7 +31,8 @@ class MimicSource(EventSource):
     """The MIMIC CSV layout of one release; subclasses name its files and PyHealth class."""
 
     tables: ClassVar[dict[str, str]]  # event kind -> PyHealth table
-    labitems: ClassVar[str]  # d_labitems file, relative to the root
+    labitems: ClassVar[str]  # d_labitems file, relative to the root (a .gz twin counts)
+    drug_start_is_date: ClassVar[bool] = False  # the prescriptions' start time holds a date only
 
     def read(self, modality: EhrModality, scratch: Path, progress: bool) -> SourceEvents:
         tables = [self.tables[k] for k in modality.events if k in self.tables]
@@ -74,31 +79,29 @@ class MimicSource(EventSource):
                 "system",
                 normalised_code_expr(pl.col("system"), pl.col(code_column)).alias("code"),
             )  # fmt: skip
-            .filter(pl.col("code").is_not_null() & (pl.col("code") != ""))
         )
 
     def _drugs(self, events: pl.LazyFrame) -> pl.LazyFrame:
         table = self.tables["drug"]
+        start = pl.col("timestamp").cast(pl.Datetime("us"))
+        if self.drug_start_is_date:
+            start = start.dt.truncate("1d").dt.offset_by("1d") - pl.duration(microseconds=1)
         ndc = pl.col(f"{table}/ndc").cast(pl.String).str.strip_chars()
         has_ndc = ndc.is_not_null() & (ndc != "") & (ndc.str.strip_chars("0") != "")
         name = pl.col(f"{table}/drug").cast(pl.String).str.strip_chars()
-        return (
-            events.filter(pl.col("event_type") == table)
-            .select(
-                "patient_id",
-                pl.col("timestamp").alias("time"),
-                pl.lit("drug").alias("kind"),
-                pl.when(has_ndc).then(pl.lit("NDC")).otherwise(pl.lit(DRUG_NAME)).alias("system"),
-                pl.when(has_ndc).then(ndc).otherwise(name.str.to_lowercase()).alias("code"),
-                name.alias("text"),
-            )
-            .filter(pl.col("code").is_not_null() & (pl.col("code") != ""))
+        return events.filter(pl.col("event_type") == table).select(
+            "patient_id",
+            start.alias("time"),
+            pl.lit("drug").alias("kind"),
+            pl.when(has_ndc).then(pl.lit("NDC")).otherwise(pl.lit(DRUG_NAME)).alias("system"),
+            pl.when(has_ndc).then(ndc).otherwise(name.str.to_lowercase()).alias("code"),
+            name.alias("text"),
         )
 
     def _labs(self, events: pl.LazyFrame, root: Path) -> pl.LazyFrame:
         table = self.tables["lab"]
         itemid = pl.col(f"{table}/itemid").cast(pl.String).str.strip_chars()
-        loinc = _loinc_by_item(root / self.labitems)
+        loinc = self.lab_loinc(root)
         labs = events.filter(pl.col("event_type") == table).with_columns(itemid.alias("_item"))
         labs = labs.join(loinc.lazy(), on="_item", how="left")
         has_loinc = pl.col("_loinc").is_not_null()
@@ -113,9 +116,16 @@ class MimicSource(EventSource):
             pl.col(f"{table}/label").alias("text"),
         )
 
+    def lab_loinc(self, root: Path) -> pl.DataFrame:
+        """`_item` -> `_loinc` from d_labitems (gzipped or not, as PyHealth accepts either), when the release
+        ships the `loinc_code` column (else empty)."""
+        path = root / self.labitems
+        twin = path.with_suffix("") if path.suffix == ".gz" else path.with_name(f"{path.name}.gz")
+        return _loinc_by_item(path if path.exists() else twin)
+
 
 def _loinc_by_item(path: Path) -> pl.DataFrame:
-    """itemid -> LOINC code from d_labitems, when the release ships the `loinc_code` column (else empty)."""
+    """itemid -> LOINC code from the d_labitems file at `path`; empty when it is missing or has no `loinc_code`."""
     empty = pl.DataFrame(schema={"_item": pl.String, "_loinc": pl.String})
     if not path.exists():
         return empty
@@ -152,11 +162,17 @@ class Mimic4Source(MimicSource):
 
 class Mimic3Source(MimicSource):
     name = "mimic3"
-    required = ("PATIENTS.csv", "ADMISSIONS.csv")
-    layout_hint = "the MIMIC-III folder holding PATIENTS.csv.gz and ADMISSIONS.csv.gz"
+    # MIMIC3Dataset always reads ICUSTAYS with PATIENTS and ADMISSIONS; labs join D_LABITEMS for their label
+    required = ("PATIENTS.csv", "ADMISSIONS.csv", "ICUSTAYS.csv")
+    layout_hint = "the MIMIC-III folder holding PATIENTS.csv.gz, ADMISSIONS.csv.gz and ICUSTAYS.csv.gz"
     tables: ClassVar[dict[str, str]] = {"diagnosis": "diagnoses_icd", "procedure": "procedures_icd",
                                         "drug": "prescriptions", "lab": "labevents"}  # fmt: skip
     labitems = "D_LABITEMS.csv.gz"
+    drug_start_is_date = True
+
+    def required_files(self, modality: EhrModality) -> tuple[str, ...]:
+        files = super().required_files(modality)
+        return (*files, "D_LABITEMS.csv") if "lab" in modality.events else files
 
     def table_file(self, table: str) -> str:
         return f"{table.upper()}.csv"
@@ -164,4 +180,7 @@ class Mimic3Source(MimicSource):
     def dataset(self, root: Path, tables: list[str], cache_dir: str) -> object:
         from pyhealth.datasets import MIMIC3Dataset
 
-        return MIMIC3Dataset(root=str(root), tables=tables, cache_dir=cache_dir, num_workers=1)
+        with warnings.catch_warnings():
+            # it warns that prescriptions carry dates only: `_drugs` times them at the end of the day for that
+            warnings.filterwarnings("ignore", message="Events from prescriptions table", category=UserWarning)
+            return MIMIC3Dataset(root=str(root), tables=tables, cache_dir=cache_dir, num_workers=1)
