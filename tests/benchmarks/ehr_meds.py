@@ -13,20 +13,9 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from clinfuse.platform.demo.ehr_formats.meds import CODES_SCHEMA, DATA_SCHEMA, MEDS_VERSION
 from ehr_synthetic import CONCEPTS, SyntheticEhr
 
-MEDS_VERSION = "0.3.3"
-DATA_SCHEMA = pa.schema(
-    [
-        ("subject_id", pa.int64()),
-        ("time", pa.timestamp("us")),
-        ("code", pa.string()),
-        ("numeric_value", pa.float32()),
-        ("unit", pa.string()),
-        ("text_value", pa.string()),
-    ]
-)
-CODES_SCHEMA = pa.schema([("code", pa.string()), ("description", pa.string()), ("parent_codes", pa.list_(pa.string()))])
 SPLITS_SCHEMA = pa.schema([("subject_id", pa.int64()), ("split", pa.string())])
 
 

@@ -29,9 +29,7 @@ DATA_SCHEMA = pa.schema(
         ("text_value", pa.string()),
     ]
 )
-_CODES_SCHEMA = pa.schema(
-    [("code", pa.string()), ("description", pa.string()), ("parent_codes", pa.list_(pa.string()))]
-)
+CODES_SCHEMA = pa.schema([("code", pa.string()), ("description", pa.string()), ("parent_codes", pa.list_(pa.string()))])
 _ROWS_SCHEMA = DATA_SCHEMA.append(pa.field("description", pa.string()))  # the data, with what codes.parquet says
 _SPLITS_SCHEMA = pa.schema([("subject_id", pa.int64()), ("split", pa.string())])
 _SEX = {"M": "male", "F": "female"}
@@ -63,7 +61,7 @@ def write_meds(tables: dict[str, pd.DataFrame], root: Path) -> None:
     _write(rows.select(DATA_SCHEMA.names), root / "data" / "train" / "0.parquet")
     codes = rows.select(["code", "description"]).to_pandas().drop_duplicates("code").sort_values("code")
     codes["parent_codes"] = [[] for _ in range(len(codes))]
-    _write(pa.Table.from_pandas(codes, schema=_CODES_SCHEMA, preserve_index=False), root / "metadata" / "codes.parquet")
+    _write(pa.Table.from_pandas(codes, schema=CODES_SCHEMA, preserve_index=False), root / "metadata" / "codes.parquet")
     splits = pd.DataFrame({"subject_id": persons["subject_id"], "split": "train"})
     _write(
         pa.Table.from_pandas(splits, schema=_SPLITS_SCHEMA, preserve_index=False),
