@@ -9,7 +9,6 @@ from clinfuse.platform.kinds import KindConfig
 from pydantic import Field, field_validator, model_validator
 
 EventKind = Literal["diagnosis", "procedure", "drug", "lab", "vital"]
-SOURCES = ("mimic4", "mimic3", "omop", "meds", "fhir")
 # the MIMIC table each event kind came from before `events` replaced `tables`, for the error that names the fix
 _LEGACY_TABLES = {"diagnoses_icd": "diagnosis", "procedures_icd": "procedure", "prescriptions": "drug",
                   "labevents": "lab"}  # fmt: skip

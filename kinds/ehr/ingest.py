@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ EVENTS_FILE = "events.parquet"
 CODE_TEXTS_FILE = "code_texts.json"
 ARRAY_FILES = ("codes", "code_age_days", "labs", "lab_observed")
 PATIENTS_PER_CHUNK = 2000
+Chunk = tuple[list[str], pd.DataFrame, int]  # patients, their events in canonical order, non-finite values dropped
 TIMELINE_SCHEMA = pa.schema([("patient", pa.string()), ("days_before_index", pa.float64()), ("kind", pa.string()),
                              ("code", pa.string()), ("value", pa.float64()), ("unit", pa.string()),
                              ("text", pa.string())])  # fmt: skip
@@ -36,7 +37,7 @@ def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: Ingest
     kept: CohortEvents = cohort_events(modality, cohort.index_times(), context.scratch, context.progress)
     present = [pid for pid in cohort.patient_ids if pid in kept.patients]
 
-    def chunks(patient_ids: list[str]) -> Iterator[tuple[list[str], pd.DataFrame, int]]:
+    def chunks(patient_ids: list[str]) -> Iterator[Chunk]:
         """Per chunk: its patients, their events in canonical order, and how many non-finite values it dropped."""
         for start in range(0, len(patient_ids), PATIENTS_PER_CHUNK):
             ids = patient_ids[start : start + PATIENTS_PER_CHUNK]
@@ -68,7 +69,7 @@ def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: Ingest
     return ModalityOutput(present_ids=present, report=report, alignment=alignment.to_json())
 
 
-def _arrays(alignment: EhrAlignment, present: list[str], chunks: Iterator[tuple[list[str], pd.DataFrame, int]]
+def _arrays(alignment: EhrAlignment, present: list[str], chunks: Iterator[Chunk]
             ) -> tuple[dict[str, np.ndarray], dict[str, int], int]:  # fmt: skip
     """The feature arrays of `present`, filled chunk by chunk, the transform's counts summed, and the number of
     non-finite lab values dropped."""
@@ -88,7 +89,8 @@ def _arrays(alignment: EhrAlignment, present: list[str], chunks: Iterator[tuple[
     return {name: np.concatenate(parts[name]) for name in ARRAY_FILES}, {**sizes, **counts}, non_finite
 
 
-def _write_timeline(path: Path, present: list[str], chunks, context: IngestContext) -> Counter[str]:
+def _write_timeline(path: Path, present: list[str], chunks: Callable[[list[str]], Iterator[Chunk]],
+                    context: IngestContext) -> Counter[str]:  # fmt: skip
     """The dashboard's timeline: events by pseudonym (so the file's order says nothing about source ids), written
     a chunk of patients at a time; returns the number of events per kind."""
     pseudonyms = {pid: context.pseudonymise(pid) for pid in present}
