@@ -42,6 +42,17 @@ def demo_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def ehr_format_demos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One 40-patient demo cohort per EHR layout (same seed; mimic4 through the default); tests must not modify
+    them."""
+    root = tmp_path_factory.mktemp("ehr-formats")
+    generate_demo_cohort(root / "mimic4", patients=40, seed=8)
+    for name in ("omop", "meds", "fhir"):
+        generate_demo_cohort(root / name, patients=40, seed=8, ehr_format=name)
+    return {name: root / name for name in ("mimic4", "omop", "meds", "fhir")}
+
+
 @pytest.fixture
 def demo_cohort_copy(demo_cohort: Path, tmp_path: Path) -> Path:
     """A private copy of the demo cohort that a test may change."""

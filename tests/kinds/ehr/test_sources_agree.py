@@ -12,7 +12,6 @@ import yaml
 from clinfuse.kinds.ehr.ingest import ARRAY_FILES
 from clinfuse.models.encoders.registry import EncoderSpec
 from clinfuse.platform.cache import FeatureCache
-from clinfuse.platform.demo import generate_demo_cohort
 from clinfuse.platform.ingest import ingest
 from clinfuse.platform.kinds import get_kind
 
@@ -20,23 +19,24 @@ FORMATS = ("mimic4", "omop", "meds", "fhir")
 
 
 @pytest.fixture(scope="module")
-def caches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One 60-patient demo per EHR format, ingested with the EHR modality only."""
+def caches(ehr_format_demos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The session's demo per EHR format (tests/conftest.py), ingested with the EHR modality only."""
     caches = {}
     for ehr_format in FORMATS:
-        root = tmp_path_factory.mktemp(f"demo-{ehr_format}")
-        generate_demo_cohort(root / "cohort", patients=60, seed=8, ehr_format=ehr_format)
-        config = yaml.safe_load((root / "cohort" / "cohort.yaml").read_text())
+        root = tmp_path_factory.mktemp(f"ehr-only-{ehr_format}")
+        config = yaml.safe_load((ehr_format_demos[ehr_format] / "cohort.yaml").read_text())
         config["modalities"] = [m for m in config["modalities"] if m["kind"] == "ehr"]
-        (root / "cohort" / "ehr-only.yaml").write_text(yaml.safe_dump(config))
+        config["cohort"]["path"] = str(ehr_format_demos[ehr_format] / config["cohort"]["path"])
+        config["modalities"][0]["path"] = str(ehr_format_demos[ehr_format] / config["modalities"][0]["path"])
+        (root / "ehr-only.yaml").write_text(yaml.safe_dump(config))
         caches[ehr_format] = root / "cache"
-        ingest(root / "cohort" / "ehr-only.yaml", caches[ehr_format], workers=1)
+        ingest(root / "ehr-only.yaml", caches[ehr_format], workers=1)
     return caches
 
 
 def test_every_rendering_gives_identical_ehr_features(caches: dict[str, Path]) -> None:
     reference = FeatureCache(caches["mimic4"])
-    assert reference.report["modalities"]["ehr"]["patients_present"] > 50
+    assert reference.report["modalities"]["ehr"]["patients_present"] > 30
     for ehr_format in FORMATS[1:]:
         cache = FeatureCache(caches[ehr_format])
         assert cache.report["modalities"]["ehr"]["source"] == ehr_format

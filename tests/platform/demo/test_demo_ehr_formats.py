@@ -19,23 +19,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from clinfuse.platform.config import load_cohort_config
-from clinfuse.platform.demo import generate_demo_cohort
 
-PATIENTS = 40
-SEED = 7
 FORMATS = ("mimic4", "omop", "meds", "fhir")
 FHIR_TYPES = ("Patient", "Encounter", "Condition", "Procedure", "MedicationRequest", "Observation")
 Event = tuple[str, str, datetime, str, float | None]
 
 
 @pytest.fixture(scope="module")
-def cohorts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One small cohort per EHR format, same seed; mimic4 through the default."""
-    root = tmp_path_factory.mktemp("ehr-formats")
-    generate_demo_cohort(root / "mimic4", patients=PATIENTS, seed=SEED)
-    for name in FORMATS[1:]:
-        generate_demo_cohort(root / name, patients=PATIENTS, seed=SEED, ehr_format=name)
-    return {name: root / name for name in FORMATS}
+def cohorts(ehr_format_demos: dict[str, Path]) -> dict[str, Path]:
+    """The session's small cohort per EHR format (tests/conftest.py)."""
+    return ehr_format_demos
 
 
 @pytest.fixture(scope="module")
