@@ -126,7 +126,8 @@ def test_sign_in_open_top_patient_switch_and_sign_out(dashboard_env, clinfuse_ex
             images = page.get_by_test_id("stImage").locator("img")
             if has_image[0]:
                 expect(images.first).to_be_visible()
-                assert images.first.evaluate("img => img.complete && img.naturalWidth > 0")
+                # visible is not yet decoded: wait for the decode (a broken image rejects it and fails the test)
+            assert images.first.evaluate("img => img.decode().then(() => img.naturalWidth > 0)")
 
             # Switching patients: the time from the click until the page has rendered to its end. A pause before
             # each click stands for reading the page (and lets the neighbour prefetch finish, as it would).
@@ -146,7 +147,8 @@ def test_sign_in_open_top_patient_switch_and_sign_out(dashboard_env, clinfuse_ex
                     page.get_by_role("button", name="Next ▶").click()
                     _wait_complete(page, patient)
             expect(images.first).to_be_visible()
-            assert images.first.evaluate("img => img.complete && img.naturalWidth > 0")
+            # visible is not yet decoded: wait for the decode (a broken image rejects it and fails the test)
+            assert images.first.evaluate("img => img.decode().then(() => img.naturalWidth > 0)")
 
             # Streamlit scrolls inside its main container: a tall viewport puts the whole page in the screenshot.
             height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight ?? 2400")
