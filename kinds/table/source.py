@@ -23,7 +23,6 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 Z_LIMIT = 1e4
 
 
-
 def read_table(modality: TableModality) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Numeric patient x feature frame (index: patient id as str) and the counts of what was fixed."""
     where = f"table modality '{modality.name}' ({modality.path.name})"
@@ -51,7 +50,6 @@ def read_table(modality: TableModality) -> tuple[pd.DataFrame, dict[str, Any]]:
     frame.index.name = "patient_id"
     frame = _to_numeric(frame, modality, where, counts)
     return _drop_empty_columns(frame, modality, where, counts), counts
-
 
 
 def _pivot_long(raw: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, Any]) -> pd.DataFrame:
@@ -101,16 +99,22 @@ def _deduplicate(frame: pd.DataFrame, modality: TableModality, where: str, count
 
 def _to_numeric(frame: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, Any]) -> pd.DataFrame:
     """Float64 columns; text per on_non_numeric, and non-finite values (inf, or beyond float32) become missing
-    and are counted per feature: they would otherwise reach the z-scores and the model."""
+    and are counted per feature: they would otherwise reach the z-scores and the model. Numeric columns are
+    converted together (an expression table has thousands; per-column conversion cost seconds per request)."""
     counts.setdefault("non_numeric_cells", 0)
-    converted = {}
-    for column in frame.columns:
-        values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        _count_non_numeric(frame[column], values, modality, where, counts, str(column))
-        non_finite = _non_finite(values)
-        _count_non_finite(pd.Series({str(column): int(non_finite.sum())}), counts)
-        converted[str(column)] = values.mask(non_finite)
-    return pd.DataFrame(converted, index=frame.index)
+    columns = [str(c) for c in frame.columns]
+    values = np.empty(frame.shape, dtype=np.float64)
+    numeric = np.array([pd.api.types.is_numeric_dtype(t) for t in frame.dtypes], dtype=bool)
+    if numeric.any():
+        values[:, numeric] = frame.iloc[:, numeric].astype("float64").to_numpy()
+    for i in np.flatnonzero(~numeric):
+        converted = pd.to_numeric(frame.iloc[:, i], errors="coerce").astype("float64")
+        _count_non_numeric(frame.iloc[:, i], converted, modality, where, counts, columns[i])
+        values[:, i] = converted.to_numpy()
+    non_finite = ~np.isnan(values) & ~(np.abs(values) <= FLOAT32_MAX)
+    _count_non_finite(pd.Series(non_finite.sum(axis=0), index=columns), counts)
+    values[non_finite] = np.nan
+    return pd.DataFrame(values, index=frame.index, columns=columns)
 
 
 def _non_finite(values: pd.Series) -> pd.Series:
@@ -142,7 +146,7 @@ def _count_non_numeric(
 def _drop_empty_columns(
     frame: pd.DataFrame, modality: TableModality, where: str, counts: dict[str, Any]
 ) -> pd.DataFrame:
-    empty = [c for c in frame.columns if frame[c].isna().all()]
+    empty = list(frame.columns[frame.isna().all().to_numpy()])
     counts["all_nan_columns"] = len(empty)
     if empty and modality.on_all_nan_column == "error":
         raise ClinFuseError(
@@ -177,11 +181,12 @@ class TableAlignment:
         missing = [f for f in self.features if f not in frame.columns]
         extra = [c for c in frame.columns if c not in set(self.features)]
         aligned = frame.reindex(columns=self.features)
-        imputed_cells = int(aligned.isna().to_numpy().sum())
-        median = pd.Series(self.median, index=self.features)
-        aligned = aligned.fillna(median)
+        values = aligned.to_numpy(dtype=np.float64)
+        missing_cells = np.isnan(values)
+        imputed_cells = int(missing_cells.sum())
+        values = np.where(missing_cells, np.array(self.median, dtype=np.float64), values)
         with np.errstate(over="ignore"):  # an overflow is caught by the clip below, as any other huge z-score
-            normalised = ((aligned - np.array(self.mean)) / np.array(self.std)).to_numpy(dtype=np.float64)
+            normalised = (values - np.array(self.mean)) / np.array(self.std)
         clipped = int((np.abs(normalised) > Z_LIMIT).sum())
         counts = {
             "panel_features": len(self.features),
