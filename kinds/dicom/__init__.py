@@ -86,3 +86,13 @@ class DicomKind(ModalityKind):
 
         render_image_section(section)
         return True
+
+    def request_cell(self, config, patient_id: str):
+        from clinfuse.kinds.dicom.request import dicom_request_cell
+
+        return dicom_request_cell(config, patient_id)
+
+    def write_request_source(self, settings, cells, folder: Path):
+        from clinfuse.kinds.dicom.request import write_dicom_request
+
+        return write_dicom_request(settings, cells, folder)

@@ -64,3 +64,13 @@ class EhrKind(ModalityKind):
 
         render_ehr_section(section)
         return True
+
+    def request_cell(self, config, patient_id: str):
+        from clinfuse.kinds.ehr.request import ehr_request_cell
+
+        return ehr_request_cell(config, patient_id)
+
+    def write_request_source(self, settings, cells, folder: Path):
+        from clinfuse.kinds.ehr.request import write_ehr_request
+
+        return write_ehr_request(settings, cells, folder)

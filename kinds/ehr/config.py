@@ -17,14 +17,15 @@ _LEGACY_TABLES = {"diagnoses_icd": "diagnosis", "procedures_icd": "procedure", "
 class EhrModality(KindConfig):
     """Coded events and lab values from one EHR export. `source` names its layout: `mimic4` / `mimic3` (the
     MIMIC CSV folders), `omop` (OMOP CDM 5.3/5.4 CSV tables, with `concept.csv` when the export has it), `meds`
-    (MEDS parquet shards under data/ with metadata/) or `fhir` (an R4 bulk-export folder of NDJSON files).
+    (MEDS parquet shards under data/ with metadata/) or `fhir` (an R4 bulk-export folder of NDJSON files) or
+    `events` (ClinFuse's own event table, `events.parquet`: the layout of online scoring requests).
 
     Every source becomes the same event stream (patient, time, kind, code system, code, value, unit), so the
     features do not depend on where the events came from.
     """
 
     kind: Literal["ehr"]
-    source: Literal["mimic4", "mimic3", "omop", "meds", "fhir"] = "mimic4"
+    source: Literal["mimic4", "mimic3", "omop", "meds", "fhir", "events"] = "mimic4"
     events: tuple[EventKind, ...] = Field(
         ("diagnosis", "procedure", "drug", "lab"), description="event kinds read from the source"
     )

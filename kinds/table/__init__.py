@@ -73,3 +73,13 @@ class TableKind(ModalityKind):
 
         render_table_section(section)
         return True
+
+    def request_cell(self, config, patient_id: str):
+        from clinfuse.kinds.table.request import table_request_cell
+
+        return table_request_cell(config, patient_id)
+
+    def write_request_source(self, settings, cells, folder: Path):
+        from clinfuse.kinds.table.request import write_table_request
+
+        return write_table_request(settings, cells, folder)

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from clinfuse.pipelines.registry.bundle import PROVENANCE_FILE, build_bundle
+from clinfuse.pipelines.registry.bundle import MODEL_CARD_FILE, PROVENANCE_FILE, build_bundle
 from clinfuse.pipelines.registry.model_folder import open_model
 from clinfuse.pipelines.training import run_files
 from clinfuse.platform.errors import ClinFuseError
@@ -21,7 +21,8 @@ from clinfuse.platform.file_lock import exclusive
 from clinfuse.platform.security import clinfuse_home
 
 EXPERIMENT = "clinfuse"
-ARTIFACT_PATH = "bundle"
+ARTIFACT_PATH = "bundle"  # the bundle's folder name, also inside the MLflow model (artifacts/bundle)
+MODELS_PATH = "registered-models"  # in the run's artifacts: one MLflow model per registered name
 MANIFEST_TAG = "clinfuse.manifest_sha256"
 HISTORY_TAG = "clinfuse.alias_history.{alias}"
 _REF = re.compile(r"^(?:models:/)?(?P<name>[A-Za-z0-9_.-]+)(?:(?:/|:)(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))?$")
@@ -76,34 +77,68 @@ class ModelRegistry:
 
     # -- writing -------------------------------------------------------------------------------------------
     def register(self, run: Path, name: str, alias: str | None = None) -> int:
-        """Bundle an evaluated run, log it as an MLflow run and register it as a new version of `name`."""
+        """Register an evaluated run as a new version of `name`: an MLflow model (python_function flavor, the
+        verified bundle as its artifact) logged into the run's MLflow training run, so version -> run -> data is
+        one chain in the MLflow UI; the model card is the version's description."""
+        from clinfuse.pipelines.serving.mlflow_model import save_mlflow_model
+
         with tempfile.TemporaryDirectory(prefix="clinfuse-bundle-") as scratch:
             bundle = build_bundle(run, Path(scratch) / ARTIFACT_PATH)
-            mlflow_run = self.client.create_run(self._experiment_id(), run_name=run.name)
-            run_id = mlflow_run.info.run_id
+            run_id = self._training_run(run, bundle.provenance)
+            if not self.client.search_registered_models(filter_string=f"name = '{name}'"):
+                self.client.create_registered_model(name, description="ClinFuse late-fusion risk model")
             metrics = json.loads((run / run_files.METRICS).read_text())
-            for model in ("fusion", "xgboost"):
-                for key in ("auroc", "auprc", "brier", "ece"):
-                    self.client.log_metric(run_id, f"{model}_{key}", metrics[model][key])
-            for key, value in bundle.provenance["settings"].items():
-                self.client.log_param(run_id, key, value)
-            self.client.log_artifacts(run_id, str(bundle.path), ARTIFACT_PATH)
-            self.client.set_terminated(run_id)
-        if not self.client.search_registered_models(filter_string=f"name = '{name}'"):
-            self.client.create_registered_model(name, description="ClinFuse late-fusion risk model")
-        tags = {
-            MANIFEST_TAG: bundle.manifest_sha256,
-            "clinfuse.git_commit": bundle.provenance["git_commit"],
-            "clinfuse.cohort_config_hash": bundle.provenance["cohort_config_hash"],
-            "clinfuse.cohort_name": str(bundle.provenance["cohort_name"]),
-            "clinfuse.test_auroc": f"{metrics['fusion']['auroc']:.4f}",
-        }
-        version = self.client.create_model_version(
-            name, source=f"{mlflow_run.info.artifact_uri}/{ARTIFACT_PATH}", run_id=run_id, tags=tags
-        )
+            tags = {
+                MANIFEST_TAG: bundle.manifest_sha256,
+                "clinfuse.git_commit": bundle.provenance["git_commit"],
+                "clinfuse.cohort_config_hash": bundle.provenance["cohort_config_hash"],
+                "clinfuse.cohort_name": str(bundle.provenance["cohort_name"]),
+                "clinfuse.test_auroc": f"{metrics['fusion']['auroc']:.4f}",
+            }
+            # a run may be registered more than once (another name, a re-registration): each gets its own folder
+            path = f"{MODELS_PATH}/{name}-{uuid.uuid4().hex[:8]}"
+            artifact_uri = self.client.get_run(run_id).info.artifact_uri
+            # The version number is the model's own answer column, so the version is created first and its files
+            # logged right after; a failure in between removes the version again.
+            created = self.client.create_model_version(
+                name, source=f"{artifact_uri}/{path}", run_id=run_id, tags=tags,
+                description=(bundle.path / MODEL_CARD_FILE).read_text(),
+            )  # fmt: skip
+            version = int(created.version)
+            try:
+                model = Path(scratch) / "mlflow-model"
+                save_mlflow_model(bundle.path, bundle.manifest_sha256, name, version, model)
+                self.client.log_artifacts(run_id, str(model), path)
+            except BaseException:
+                self.client.delete_model_version(name, str(version))
+                raise
         if alias:
-            self.promote(name, int(version.version), alias)
-        return int(version.version)
+            self.promote(name, version, alias)
+        return version
+
+    def _training_run(self, run: Path, provenance: dict) -> str:
+        """The MLflow run `clinfuse train` logged this run to, when it is in this registry's store; else a new run
+        holding what a training run would (settings, test metrics, evaluation files)."""
+        from mlflow.exceptions import MlflowException
+
+        logged = json.loads((run / run_files.RUN_INFO).read_text()).get("mlflow") or {}
+        if logged.get("run_id") and logged.get("tracking_uri") == self.tracking_uri:
+            try:
+                self.client.get_run(logged["run_id"])
+                return logged["run_id"]
+            except MlflowException:
+                pass  # deleted since, or another store of the same name: a new run keeps the lineage honest
+        run_id = self.client.create_run(self.experiment_id(), run_name=run.name).info.run_id
+        metrics = json.loads((run / run_files.METRICS).read_text())
+        for model in ("fusion", "xgboost"):
+            for key in ("auroc", "auprc", "brier", "ece"):
+                self.client.log_metric(run_id, f"{model}_{key}", metrics[model][key])
+        for key, value in provenance["settings"].items():
+            self.client.log_param(run_id, key, value)
+        for name in (run_files.METRICS, run_files.REPORT):
+            self.client.log_artifact(run_id, str(run / name), "evaluation")
+        self.client.set_terminated(run_id)
+        return run_id
 
     def promote(self, name: str, version: int, alias: str) -> None:
         """Point `alias` at `version`, remembering the previous holder so `rollback` can restore it."""
@@ -170,7 +205,7 @@ class ModelRegistry:
                 return self._resolved(name, version, entry, target, expected)
             except ClinFuseError:
                 shutil.rmtree(target, ignore_errors=True)  # a damaged local copy: fetched again from the store
-        self._download(entry.source, target, expected)
+        self._download(_bundle_uri(entry.source), target, expected)
         return self._resolved(name, version, entry, target, expected)
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -264,9 +299,16 @@ class ModelRegistry:
             "run_id": version.run_id,
         }
 
-    def _experiment_id(self) -> str:
+    def experiment_id(self) -> str:
+        """The id of the `clinfuse` experiment (created on first use) that training and registration runs live in."""
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         if experiment is not None:
             return experiment.experiment_id
         location = (clinfuse_home() / "mlartifacts").as_uri() if self.local else None
         return self.client.create_experiment(EXPERIMENT, artifact_location=location)
+
+
+def _bundle_uri(source: str) -> str:
+    """Where a version's bundle lies: inside its MLflow model, or (versions registered before the pyfunc
+    flavor) the source itself."""
+    return source if source.endswith(f"/{ARTIFACT_PATH}") else f"{source}/artifacts/{ARTIFACT_PATH}"

@@ -53,7 +53,7 @@ class ChunkTask:
 
 
 @cache
-def _scoring_model(bundle: str, manifest_sha256: str) -> ScoringModel:
+def scoring_model(bundle: str, manifest_sha256: str) -> ScoringModel:
     open_model(Path(bundle), manifest_sha256)  # the worker checks what it loads, too
     torch.set_num_threads(1)  # one thread per Dask worker thread: workers x threads never oversubscribe
     calibration = json.loads((Path(bundle) / run_files.CALIBRATION).read_text())
@@ -83,7 +83,7 @@ def _inputs(cache_path: str, embed_dim: int) -> CohortInputs:
 
 def score_chunk(task: ChunkTask) -> pd.DataFrame:
     """One output row per cohort row of the task, in order."""
-    scoring = _scoring_model(task.bundle, task.manifest_sha256)
+    scoring = scoring_model(task.bundle, task.manifest_sha256)
     inputs = _inputs(task.cache, scoring.model.embed_dim)
     frames = []
     for start in range(0, len(task.rows), BATCH_SIZE):

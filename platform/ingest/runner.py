@@ -40,6 +40,10 @@ SCRATCH_DIR = ".scratch"  # inside the staging folder: swept with it, never besi
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+class NoPatientData(ClinFuseError):
+    """No patient of the cohort table has data in any modality (online scoring answers such rows with an error)."""
+
+
 @dataclass(frozen=True)
 class IngestResult:
     cache: Path
@@ -192,7 +196,7 @@ def _check_presence(config: CohortConfig, cohort_table: pd.DataFrame, reports: d
     }
     id_column = config.cohort.patient_id
     if len(empty) == len(config.modalities):
-        raise ClinFuseError(
+        raise NoPatientData(
             f"no patient of the cohort table ({len(cohort_table)} patients) has data in any modality ("
             + "; ".join(f"{name}: {why}" for name, why in empty.items())
             + "); nothing was written",

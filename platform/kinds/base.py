@@ -15,7 +15,9 @@ A kind is one object bundling its parts, one per stage of the pipeline:
 Optional parts have defaults here: `augmenter` (training-time augmentation), `feature_table` (kinds whose input is
 one feature vector per patient: linear/tree branch selection, input screening and the SHAP background of
 k-means centroids apply to them),
-`describe_source` (facts about the source shown beside an attribution), `why_absent`.
+`describe_source` (facts about the source shown beside an attribution), `why_absent`, and the serving pair
+`request_cell` / `write_request_source` (one patient's data as a cell of an online scoring request, and back into a
+source the kind ingests: kinds without them are scored in batch only).
 
 The methods that need torch, scipy or streamlit import them where they run, so loading a config never imports a
 model library. Kinds are found through the `clinfuse.kinds` entry points (`registry.py`); `check_kind` says
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
+from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.kinds.config import KindConfig
 
 if TYPE_CHECKING:  # the parts' argument types; importing them here would pull torch into config loading
@@ -42,6 +45,11 @@ if TYPE_CHECKING:  # the parts' argument types; importing them here would pull t
     from clinfuse.platform.ingest.cohort_table import Cohort
     from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
     from torch import Tensor, nn
+
+
+class NoSourceData(ClinFuseError):
+    """The site's source holds nothing of the requested patient for this modality (a missing modality)."""
+
 
 Reader = Callable[[int], dict[str, np.ndarray]]  # modality row (-1: absent) -> the encoder's input arrays
 
@@ -131,3 +139,17 @@ class ModalityKind(ABC):
     def render_section(self, section: SectionData) -> bool:
         """Draw the patient's section on the dashboard (streamlit); False: the dashboard draws a generic one."""
         return False
+
+    def request_cell(self, config: Any, patient_id: str) -> Any:
+        """One patient's data from the site's own source (`config`: the site's modality config) as the JSON value
+        of this modality's cell in an online scoring request (docs/serving.md); NoSourceData when there is none."""
+        raise ClinFuseError(f"modality kind '{self.name}' cannot be sent in an online scoring request",
+                            "score these patients in batch with `clinfuse score`")  # fmt: skip
+
+    def write_request_source(self, settings: dict[str, Any], cells: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """Write the cells of an online scoring request (source patient id -> this modality's cell; possibly none)
+        into the empty `folder` as a source this kind ingests, and return the site fields of the modality's config
+        that point at it. `settings`: the model's preprocessing of the modality (its config without site fields).
+        A malformed cell is a ClinFuseError naming the problem, never a patient id."""
+        raise ClinFuseError(f"modality kind '{self.name}' cannot be scored from an online request",
+                            "score these patients in batch with `clinfuse score`")  # fmt: skip

@@ -68,7 +68,9 @@ def test_compose_file_matches_the_compose_specification(deploy) -> None:
 
 
 def test_expected_services(compose: dict) -> None:
-    assert {"mlflow", "dask-scheduler", "dask-worker", "dashboard", "score", "train"} <= set(compose["services"])
+    assert {"mlflow", "dask-scheduler", "dask-worker", "dashboard", "score", "train", "serving"} <= set(
+        compose["services"]
+    )
 
 
 def test_service_dependencies_exist_and_are_waited_on_properly(compose_service: str, compose: dict, deploy) -> None:
@@ -244,6 +246,37 @@ def test_dashboard_state_is_writable_and_persistent(compose: dict, deploy) -> No
     settings = environment["CLINFUSE_DASHBOARD_CONFIG"]
     source, read_only = mounts[settings]
     assert read_only and (deploy.COMPOSE_FILE.parent / source).is_file()
+
+
+def test_online_scoring_serves_what_batch_scoring_scores(compose: dict, deploy) -> None:
+    service = _service(compose, "serving")
+    argv = _command(deploy, service)
+    score_service = _service(compose, "score")
+    score = _command(deploy, score_service)
+    assert argv[:3] == ["mlflow", "models", "serve"]
+    assert _option(argv, "--model-uri") == _option(score, "--model"), "online and batch score one model"
+    assert _option(argv, "--env-manager") == "local" and _option(argv, "--host") == "0.0.0.0"
+    assert _image(deploy, service) == _image(deploy, _service(compose, "dashboard")), "the CPU image"
+    port = _option(argv, "--port")
+    published = [deploy.interpolate(p) for p in service.get("ports") or []]
+    assert published and all(p.startswith("127.0.0.1:") and p.endswith(f":{port}") for p in published)
+    assert f"127.0.0.1:{port}/ping" in " ".join(service["healthcheck"]["test"]), "the scoring server's /ping"
+    # the key and settings of batch scoring: the pseudonyms in an answer are batch scoring's
+    environment, score_environment = service["environment"], score_service["environment"]
+    for name in ("CLINFUSE_PSEUDONYM_KEY_FILE", "CLINFUSE_HOME", "MLFLOW_TRACKING_URI"):
+        assert environment[name] == score_environment[name], name
+    assert "pseudonym_key" in service["secrets"]
+    # DICOM paths of a request: under the cohort folder, on /data mounted read-only; its own CLINFUSE_HOME
+    root = environment["CLINFUSE_SERVING_ROOT"]
+    assert root == str(Path(_option(score, "--config")).parent)
+    mounts = _volumes(deploy, service)
+    assert mounts["/data"] == (_volumes(deploy, score_service)["/data"][0], True)
+    assert environment["CLINFUSE_HOME"] not in mounts, "it must not write the bundles the jobs share"
+    assert any(str(t).split(":")[0] == environment["CLINFUSE_HOME"] for t in service["tmpfs"])
+    threads, workers = int(environment["OMP_NUM_THREADS"]), int(environment["MLFLOW_MODELS_WORKERS"])
+    assert threads * workers == int(service["deploy"]["resources"]["limits"]["cpus"])
+    assert service.get("profiles"), "it cannot start before a version has the production alias"
+    assert service["depends_on"]["mlflow"]["condition"] == "service_healthy"
 
 
 def test_training_reserves_a_gpu_and_shared_memory(compose: dict) -> None:

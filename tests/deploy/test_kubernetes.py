@@ -15,6 +15,7 @@ NAMESPACED = {"ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "Ser
               "NetworkPolicy"}  # fmt: skip
 OUR_IMAGE = re.compile(r"^clinfuse/([\w.-]+):([\w.-]+)$")
 HEALTH = "/_stcore/health"
+SCORING_HEALTH = "/ping"  # MLflow's scoring server: 200 once the model is loaded
 
 
 def _kubernetes_versions() -> list[str]:
@@ -339,6 +340,77 @@ def test_dashboard_serves_scores_and_probes_streamlit(manifests, deploy) -> None
             assert mounts[path][2], f"the dashboard needs {path} read-only"
 
 
+def test_online_scoring_serves_what_batch_scoring_scores(manifests, deploy) -> None:
+    deployment = _find(manifests, "Deployment", "clinfuse-serving")
+    container = _container(deploy, deployment, "serving")
+    argv = _argv(container)
+    cronjob = _find(manifests, "CronJob", "clinfuse-score")
+    score = _container(deploy, cronjob, "score")
+    assert argv[:3] == ["mlflow", "models", "serve"]
+    assert _option(argv, "--model-uri") == _option(_argv(score), "--model"), "online and batch score one model"
+    assert _option(argv, "--env-manager") == "local", "the image's own Python: nothing is installed at start"
+    assert _option(argv, "--host") == "0.0.0.0"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        action = container[probe]["httpGet"]
+        assert action["path"] == SCORING_HEALTH and ports[action["port"]] == int(_option(argv, "--port")), probe
+    # the settings and the key of batch scoring, so the pseudonyms in an answer are batch scoring's
+    assert container["envFrom"] == score["envFrom"]
+    key = str(PurePosixPath(_config(manifests)["CLINFUSE_PSEUDONYM_KEY_FILE"]).parent)
+    mounts = _mounts(deploy, deployment, container)
+    assert mounts[key] == _mounts(deploy, cronjob, score)[key]
+    # DICOM paths of a request: the cohort folder batch scoring reads, read-only, and nothing else of /data
+    from clinfuse.kinds.dicom.request import SERVING_ROOT_ENV
+
+    env = {e["name"]: e["value"] for e in container["env"]}
+    root = env[SERVING_ROOT_ENV]
+    assert root == str(PurePosixPath(_option(_argv(score), "--config")).parent)
+    assert mounts[root] == ("pvc", "clinfuse-data", True)
+    assert [p for p in mounts if p.startswith("/data")] == [root], "only the cohort folder of clinfuse-data"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, "a restart keeps serving"
+    assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep", "requests in flight finish"
+
+
+def test_online_scoring_runs_on_cpus_with_one_thread_per_core(manifests, deploy) -> None:
+    import importlib.util
+
+    container = _container(deploy, _find(manifests, "Deployment", "clinfuse-serving"), "serving")
+    image = OUR_IMAGE.match(container["image"])
+    dockerfile = deploy.parse_dockerfile(deploy.DEPLOY / f"{image.group(1)}.Dockerfile")
+    torch_index = next(i.value for i in dockerfile.all("ARG") if i.value.startswith("TORCH_INDEX_URL="))
+    assert torch_index.endswith("/cpu"), f"{image.group(0)} is not the CPU image"
+    resources = container["resources"]
+    assert "nvidia.com/gpu" not in resources["limits"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    threads, workers = int(env["OMP_NUM_THREADS"]), int(env["MLFLOW_MODELS_WORKERS"])
+    assert threads * workers == int(resources["limits"]["cpu"]), "torch threads x workers must match the CPU limit"
+    assert int(env["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"]) > 0
+    mlflow = Path(importlib.util.find_spec("mlflow").submodule_search_locations[0])
+    read = (mlflow / "utils" / "cli_args.py").read_text() + (mlflow / "environment_variables.py").read_text()
+    for name in (n for n in env if n.startswith("MLFLOW_")):
+        assert f'"{name}"' in read, f"the installed MLflow reads no {name}"
+
+
+def test_online_scoring_admits_no_pod_of_the_namespace(manifests) -> None:
+    namespace = {**_find(manifests, "Namespace", "clinfuse")["metadata"]["labels"],
+                 "kubernetes.io/metadata.name": "clinfuse"}  # fmt: skip
+    policy = _find(manifests, "NetworkPolicy", "clinfuse-serving")["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "serving"
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    for rule in policy["ingress"]:
+        assert [p["port"] for p in rule["ports"]] == [8080]
+        for peer in rule["from"]:
+            selector = peer["namespaceSelector"]["matchLabels"]
+            assert selector and not selector.items() <= namespace.items(), f"{peer} admits pods of clinfuse"
+    reaches = [(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"], port["port"])
+               for rule in policy["egress"] for peer in rule["to"] for port in rule["ports"]]  # fmt: skip
+    assert reaches == [("mlflow", 5000)], "the scoring server reaches MLflow alone"
+    mlflow = _find(manifests, "NetworkPolicy", "clinfuse-mlflow")["spec"]
+    admitted = {v for rule in mlflow["ingress"] for peer in rule["from"]
+                for e in peer["podSelector"]["matchExpressions"] for v in e["values"]}  # fmt: skip
+    assert "serving" in admitted, "the scoring server downloads its model from MLflow"
+
+
 def test_dashboard_state_users_and_settings(manifests, deploy) -> None:
     deployment = _find(manifests, "Deployment", "clinfuse-dashboard")
     container = _container(deploy, deployment, "dashboard")
@@ -388,7 +460,9 @@ def test_config_points_at_the_services(manifests, deploy) -> None:
             if container.get("envFrom"):
                 mounts = _mounts(deploy, workload.doc, container)
                 assert mounts.get(str(key.parent), ("",))[0] == "secret", f"{workload.id}: the key is not mounted"
-                assert mounts.get(config["CLINFUSE_HOME"], ("",))[0] == "pvc", f"{workload.id}: CLINFUSE_HOME"
+                # the online scoring server gets its model from MLflow and must not write the shared bundles
+                home = "emptyDir" if workload.name == "clinfuse-serving" else "pvc"
+                assert mounts.get(config["CLINFUSE_HOME"], ("",))[0] == home, f"{workload.id}: CLINFUSE_HOME"
     assert config.get("HOME", "").startswith("/tmp"), "HOME must be writable under a read-only root"
 
 
@@ -429,7 +503,8 @@ def test_every_workload_is_covered(manifests) -> None:
     for expected in [("Deployment", "clinfuse-dashboard"), ("Service", "clinfuse-dashboard"),
                      ("CronJob", "clinfuse-score"), ("Job", "clinfuse-train-"),
                      ("Deployment", "clinfuse-dask-scheduler"), ("Deployment", "clinfuse-dask-worker"),
-                     ("Deployment", "clinfuse-mlflow")]:  # fmt: skip
+                     ("Deployment", "clinfuse-mlflow"), ("Deployment", "clinfuse-serving"),
+                     ("Service", "clinfuse-serving")]:  # fmt: skip
         assert expected in kinds, expected
 
 

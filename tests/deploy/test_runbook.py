@@ -5,12 +5,23 @@ resources and labels, environment variables, build arguments and their defaults.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-SECTIONS = ("Build", "Configure", "Run", "Upgrade a model by alias", "Roll back", "Where things live", "Backup")
+SECTIONS = (
+    "Build",
+    "Configure",
+    "Run",
+    "Online scoring",
+    "Upgrade a model by alias",
+    "Roll back",
+    "Where things live",
+    "Backup",
+)
 # Files the runbook tells the operator to create (git-ignored, so they never exist in a checkout).
 OPERATOR_FILES = {
     "deploy/.env",
@@ -154,11 +165,46 @@ def test_kubectl_commands_name_real_resources(commands, deploy) -> None:
 def test_environment_variables_exist(runbook: str, deploy) -> None:
     deployment_files = [deploy.COMPOSE_FILE, deploy.DEPLOY / ".env.example", *deploy.DOCKERFILES,
                         *deploy.K8S.glob("*.yaml")]  # fmt: skip
+    mlflow = _package_folder("mlflow")
+    deployment_files += [mlflow / "utils" / "cli_args.py", mlflow / "environment_variables.py"]  # MLflow's settings
     known = " ".join(p.read_text() for p in deployment_files)
     for folder in deploy.pyproject()["tool"]["setuptools"]["package-dir"].values():
         known += " ".join(p.read_text() for p in (deploy.REPO / folder).rglob("*.py"))
     for name in sorted(set(re.findall(r"\b((?:CLINFUSE|MLFLOW)_[A-Z_]+)\b", runbook))):
         assert name in known, f"the runbook names {name}, which nothing reads or sets"
+
+
+def _package_folder(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    assert spec and spec.submodule_search_locations, f"{name} is not installed"
+    return Path(spec.submodule_search_locations[0])
+
+
+def test_online_scoring_is_documented(runbook: str, deploy) -> None:
+    online = runbook.split("## Online scoring", 1)[1].split("\n## ", 1)[0]
+    for topic in ("mlflow models build-docker", "generate-dockerfile", "docs/serving.md", "/invocations",
+                  "--env-manager local", "requirements.txt", "pip wheel --no-deps"):  # fmt: skip
+        assert topic in online, f"the runbook's online scoring section does not cover {topic}"
+    upgrade = runbook.split("## Upgrade a model by alias", 1)[1].split("\n## ", 1)[0]
+    assert "rollout restart deployment/clinfuse-serving" in upgrade, "a promotion must restart online scoring"
+    assert "restart serving" in upgrade
+
+
+def test_model_image_settings_match_mlflow(runbook: str) -> None:
+    """What the runbook says about the image `mlflow models build-docker` makes, checked against MLflow's source: the
+    switches it names exist, uvicorn listens where it says once nginx is off, and nginx forwards what it says."""
+    from mlflow.models import container
+
+    online = runbook.split("## Online scoring", 1)[1].split("\n## ", 1)[0]
+    source = Path(container.__file__).read_text()
+    assert f'DISABLE_NGINX = "{container.DISABLE_NGINX}"' in source and f"{container.DISABLE_NGINX}=true" in online
+    assert '"MLFLOW_MODELS_WORKERS"' in source and container.MODEL_PATH in online
+    assert f"containerPort: {container.DEFAULT_INFERENCE_SERVER_PORT}" in online
+    uvicorn = (_package_folder("uvicorn") / "main.py").read_text()
+    assert '"auto_envvar_prefix": "UVICORN"' in uvicorn and "UVICORN_HOST=0.0.0.0" in online
+    nginx = (Path(container.__file__).parent / "scoring_server" / "nginx.conf").read_text()
+    assert f"listen {container.DEFAULT_NGINX_SERVER_PORT}" in nginx and "location ~ ^/(ping|invocations)" in nginx
+    assert f"nginx on {container.DEFAULT_NGINX_SERVER_PORT}" in online
 
 
 def test_services_and_workloads_are_all_described(runbook: str, deploy) -> None:

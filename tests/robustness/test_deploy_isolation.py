@@ -22,12 +22,14 @@ NEEDS = {
     "train": {("mlflow", 5000)},
     "score": {("mlflow", 5000), ("dask-scheduler", 8786), ("dask-worker", ANY_PORT)},
     "cli": {("mlflow", 5000)},
+    "serving": {("mlflow", 5000)},
     "dask-worker": {("dask-scheduler", 8786), ("dask-worker", ANY_PORT)},
     "dask-scheduler": {("dask-worker", ANY_PORT)},
     "dashboard": set(),
     "mlflow": set(),
 }
-SERVER_PORTS = {"mlflow": [5000], "dask-scheduler": [8786, 8787], "dask-worker": [ANY_PORT], "dashboard": [8501]}
+SERVER_PORTS = {"mlflow": [5000], "dask-scheduler": [8786, 8787], "dask-worker": [ANY_PORT], "dashboard": [8501],
+                "serving": [8080]}
 # A pod an attacker starts in the namespace, carrying the labels every ClinFuse object shares.
 CURIOUS_POD = {"app.kubernetes.io/part-of": "clinfuse", NAME: "curious"}
 
@@ -133,7 +135,7 @@ def test_k8s_each_workload_reaches_exactly_what_it_needs(pods) -> None:
 
 
 def test_k8s_a_curious_pod_in_the_namespace_reaches_no_unauthenticated_service(pods) -> None:
-    for server in ("mlflow", "dask-scheduler", "dask-worker"):
+    for server in ("mlflow", "dask-scheduler", "dask-worker", "serving"):
         for port in SERVER_PORTS[server]:
             assert not _reaches(CURIOUS_POD, pods[server], port), f"any pod labelled part-of=clinfuse reaches {server}"
 
@@ -185,7 +187,8 @@ def test_compose_the_dashboard_shares_no_network_with_mlflow_or_dask(compose) ->
 
 
 def test_compose_only_the_clients_that_need_them_reach_mlflow_and_dask(compose) -> None:
-    assert _sharing_a_network(compose, "mlflow") == {"train", "score", "cli"}
+    assert _sharing_a_network(compose, "mlflow") == {"train", "score", "cli", "serving"}
+    assert _sharing_a_network(compose, "serving") == {"mlflow", "train", "score", "cli"}
     assert _sharing_a_network(compose, "dask-scheduler") == {"dask-worker", "score"}
     assert _sharing_a_network(compose, "dask-worker") == {"dask-scheduler", "score"}
 

@@ -67,7 +67,7 @@ class EventSource(ABC):
             raise ClinFuseError(
                 f"ehr modality '{modality.name}': {self.name} file(s) {missing} not found under {modality.path}",
                 f"point path at {self.layout_hint} or set source to the export's layout "
-                f"(mimic4, mimic3, omop, meds, fhir)",
+                f"(mimic4, mimic3, omop, meds, fhir, events)",
             )
 
     @abstractmethod

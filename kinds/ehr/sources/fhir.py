@@ -82,7 +82,7 @@ class FhirSource(EventSource):
             raise ClinFuseError(
                 f"ehr modality '{modality.name}': no *.ndjson or *.ndjson.gz files under {modality.path}",
                 f"point path at {self.layout_hint} or set source to the export's layout "
-                f"(mimic4, mimic3, omop, meds, fhir)",
+                f"(mimic4, mimic3, omop, meds, fhir, events)",
             )
 
     def read(self, modality: EhrModality, scratch: Path, progress: bool) -> SourceEvents:
