@@ -63,6 +63,13 @@ class DicomModality(KindConfig):
         1.5, gt=1.0, description="3D: a gap between slices over this multiple of the median spacing is a missing slice"
     )
 
+    def listed_inputs(self) -> list[Path] | None:
+        if self.link != "manifest" or self.manifest is None:
+            return None
+        from clinfuse.kinds.dicom.headers import read_manifest
+
+        return sorted(read_manifest(self.manifest, self.path))
+
     @model_validator(mode="after")
     def _manifest_when_linked_by_manifest(self) -> DicomModality:
         if self.link == "manifest" and self.manifest is None:

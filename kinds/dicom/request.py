@@ -82,6 +82,6 @@ def _files(cell: Any, allowed: Path | None) -> list[str]:
                                 f"send paths under {allowed}")  # fmt: skip
         if not path.exists():
             raise ClinFuseError("a DICOM path of the request does not exist on the scoring server",
-                                "send paths as the server sees them (a shared volume; see docs/serving.md)")  # fmt: skip
+                                "send paths as the server sees them (see docs/serving.md)")  # fmt: skip
         files += [str(p) for p in list_files(path)] if path.is_dir() else [str(path)]
     return files

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-models_app = typer.Typer(help="Registered models (MLflow registry): list, show, register, promote, roll back.",
+models_app = typer.Typer(help="Registered models (MLflow registry): list, show, register, promote, roll back, and "
+                         "example requests for their online scoring endpoint.",
                          no_args_is_help=True)  # fmt: skip
 
 
@@ -50,9 +51,13 @@ def register(
     alias: Annotated[str | None, typer.Option("--alias", help="also point this alias at the new version")] = None,
 ) -> None:
     """Register a run's model bundle as a new version."""
-    version = _registry().register(run, name, alias)
+    registry = _registry()
+    version = registry.register(run, name, alias)
     suffix = f" and promoted to @{alias}" if alias else ""
     typer.echo(f"registered {name} version {version}{suffix}; score with --model models:/{name}/{version}")
+    if registry.local:  # MLflow's own tools look in ./mlflow.db unless told where ClinFuse's private store is
+        typer.echo(f"MLflow tools (mlflow models serve, mlflow.pyfunc.load_model) find it with: "
+                   f"export MLFLOW_TRACKING_URI={registry.tracking_uri}")  # fmt: skip
 
 
 @models_app.command("promote")
@@ -74,3 +79,25 @@ def rollback(
     """Move an alias back to the version it held before its last promotion."""
     current, previous = _registry().rollback(name, alias)
     typer.echo(f"{name}@{alias}: version {current} -> version {previous}")
+
+
+@models_app.command("request")
+def request(
+    ref: Annotated[str, typer.Argument(help="models:/NAME@ALIAS or models:/NAME/VERSION")],
+    config: Annotated[Path, typer.Option("--config", help="cohort.yaml of the site whose patients to send")],
+    patient: Annotated[list[str], typer.Option("--patient", help="source patient id (repeatable)")],
+    out: Annotated[Path, typer.Option("--out", help="JSON request body to write (holds the patients' data)")],
+) -> None:
+    """Write the online scoring request (`POST /invocations` body) for patients of a site's cohort, read from its
+    sources as the model's modalities need them (docs/serving.md)."""
+    import json
+    import os
+
+    from clinfuse.pipelines.serving.example import example_request
+
+    body = example_request(config, _registry().resolve(ref).path, patient)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = out.with_name(f".{out.name}.partial")
+    staged.write_text(json.dumps(body, indent=1))
+    os.replace(staged, out)
+    typer.echo(f"wrote the request for {len(patient)} patient(s) to {out}; it holds their data: keep it private")

@@ -264,7 +264,10 @@ def _fingerprints(
     )
     modalities, digests = {}, {}
     for modality in config.modalities:
-        inputs = tree_digests(modality.path)
+        listed = modality.listed_inputs()
+        inputs = tree_digests(modality.path) if listed is None else {
+            str(path.relative_to(modality.path)): file_digest(path) for path in listed if path.is_file()
+        }  # fmt: skip
         extra = modality.extra_paths()
         modalities[modality.name] = combine(
             modality.model_dump(mode="json", exclude={"path", *modality.path_fields}),

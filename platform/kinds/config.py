@@ -34,6 +34,11 @@ class KindConfig(BaseModel):
     def site_field_names(cls) -> set[str]:
         return {"path", *cls.path_fields, *cls.site_fields}
 
+    def listed_inputs(self) -> list[Path] | None:
+        """The input files, when the config lists them (a manifest): only those are fingerprinted, not every file
+        under `path` (an online request names two images inside an archive of thousands). None: the whole tree."""
+        return None
+
     def extra_paths(self) -> dict[str, Path]:
         """The path-valued fields that are set, by field name."""
         return {field: getattr(self, field) for field in self.path_fields if getattr(self, field) is not None}
