@@ -258,14 +258,82 @@ def score_command(
         str | None, typer.Option("--scheduler", help="existing Dask scheduler, e.g. tcp://host:8786")
     ] = None,
     chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="patients per resumable chunk")] = 100,
+    fhir: Annotated[
+        Path | None, typer.Option("--fhir", help="also write one FHIR R4 RiskAssessment per patient (NDJSON)")
+    ] = None,
+    fhir_server: Annotated[
+        str | None, typer.Option("--fhir-server", help="also POST the RiskAssessments to this FHIR base URL")
+    ] = None,
+    pseudonym_key: Annotated[
+        Path | None,
+        typer.Option("--pseudonym-key", help="key file: FHIR subjects become Patient/<source id> of --config's table"),
+    ] = None,
 ) -> None:
     """Score a cohort with a registered model: frozen ingest, chunks on Dask, resumable after a crash."""
     from clinfuse.pipelines.scoring.job import score
 
+    if pseudonym_key is not None and fhir is None and fhir_server is None:
+        raise ClinFuseError("--pseudonym-key only names the subjects of FHIR output", "add --fhir or --fhir-server")
+    key = _read_key(pseudonym_key)  # a bad key file or server URL fails before the scoring, not after it
+    if fhir_server is not None:
+        from clinfuse.pipelines.interop.fhir_transaction import check_base_url
+
+        check_base_url(fhir_server)
     summary = score(model, config, out, explain=explain, workers=workers, scheduler=scheduler, chunk_size=chunk_size)
     reused = f" ({summary.chunks_reused} finished chunk(s) resumed)" if summary.chunks_reused else ""
     typer.echo(f"scored {summary.scored} of {summary.patients} patients ({summary.errors} error rows){reused}; "
                f"wrote {out}")  # fmt: skip
+    if fhir is not None or fhir_server is not None:
+        _export_fhir(out, fhir, fhir_server, key, config)
+
+
+@app.command("fhir")
+def fhir_command(
+    scores: Annotated[Path, typer.Option("--scores", help="scores Parquet file written by `clinfuse score`")],
+    out: Annotated[Path, typer.Option("--out", help="NDJSON file: one FHIR R4 RiskAssessment per patient")],
+    fhir_server: Annotated[
+        str | None, typer.Option("--fhir-server", help="also POST them to this FHIR base URL as one transaction")
+    ] = None,
+    pseudonym_key: Annotated[
+        Path | None,
+        typer.Option("--pseudonym-key", help="key file: subjects become Patient/<source id> (needs --config)"),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="cohort.yaml the scores were made from (with --pseudonym-key)")
+    ] = None,
+) -> None:
+    """Export a scores file as FHIR R4 RiskAssessments (docs/fhir.md); subjects are pseudonyms unless the key is
+    given."""
+    if (pseudonym_key is None) != (config is None):
+        raise ClinFuseError("--pseudonym-key and --config go together: the key re-identifies the ids of the "
+                            "cohort table", "give both, or neither to keep pseudonyms as subjects")  # fmt: skip
+    _export_fhir(scores, out, fhir_server, _read_key(pseudonym_key), config)
+
+
+def _read_key(path: Path | None) -> bytes | None:
+    from clinfuse.pipelines.interop.fhir_risk import read_pseudonym_key
+
+    return None if path is None else read_pseudonym_key(path)
+
+
+def _export_fhir(scores: Path, out: Path | None, server: str | None, key: bytes | None, config: Path | None) -> None:
+    """RiskAssessments of a scores file: written to `out` and/or posted to `server` (counts only: no ids)."""
+    from clinfuse.pipelines.interop.fhir_risk import risk_assessments, source_ids, write_ndjson
+    from clinfuse.pipelines.interop.fhir_transaction import post_transaction
+    from clinfuse.pipelines.scoring.results import ScoreResults
+
+    results = ScoreResults.open(scores)
+    subjects = source_ids(results, config, key) if key is not None else None
+    resources = risk_assessments(results, subjects)
+    kind = "Patient/<source id>" if resources and resources[0].subject.reference else "pseudonym identifiers"
+    if out is not None:
+        write_ndjson(resources, out)
+        typer.echo(f"wrote {len(resources)} FHIR RiskAssessments ({kind} as subjects) to {out}")
+    if server is not None:
+        result = post_transaction(server, resources)
+        others = ", ".join(f"{n} answered {s}" for s, n in sorted(result.statuses.items()) if s != "201")
+        typer.echo(f"posted {result.posted} RiskAssessments to {server} as one transaction: {result.created} created"
+                   f"{f', {others}' if others else ''}")  # fmt: skip
 
 
 # Caches, runs, bundles and scores hold patient data: nothing the command writes is readable by other users.

@@ -48,10 +48,16 @@ def load_pseudonym_key() -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
+    return read_key_file(path)
+
+
+def read_key_file(path: Path) -> bytes:
+    """The key in the file `path`, refused when unreadable, short, guessable or open to other users."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ClinFuseError(f"pseudonym key file {path} cannot be read as text ({exc})", _REGENERATE) from None
+        raise ClinFuseError(f"pseudonym key file {path} cannot be read as text ({type(exc).__name__})",
+                            _REGENERATE) from None  # fmt: skip
     key = _checked(text.strip(), str(path))
     _check_private(path)
     return key
