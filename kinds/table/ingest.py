@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from clinfuse.kinds.table.config import TableModality
 from clinfuse.kinds.table.source import TableAlignment, read_table
 from clinfuse.platform.ingest.cohort_table import Cohort
@@ -33,9 +34,10 @@ def ingest_table(modality: TableModality, cohort: Cohort, out: Path, context: In
     values, alignment_counts = alignment.transform(usable.loc[present])
 
     out.mkdir(parents=True, exist_ok=True)
-    features = pd.DataFrame(values, columns=alignment.features)
-    features.insert(0, "patient", [context.pseudonymise(pid) for pid in present])
-    features.to_parquet(out / FEATURES_FILE, index=False)
+    # pyarrow from the arrays: pandas' writer spends ~0.1 s on a 1,000-feature panel's metadata, per online request
+    columns = {"patient": pa.array([context.pseudonymise(pid) for pid in present], pa.string())}
+    columns |= {name: pa.array(values[:, i]) for i, name in enumerate(alignment.features)}
+    pq.write_table(pa.table(columns), out / FEATURES_FILE)
     # allow_nan=False: an `Infinity` or `NaN` here would only fail later, in train or score
     (out / ALIGNMENT_FILE).write_text(json.dumps(alignment.to_json(), allow_nan=False))
     report = {"patients_present": len(present), "cleaning": cleaning, "alignment": alignment_counts}
