@@ -122,7 +122,13 @@ def train_command(
         str, typer.Option("--table-encoder", help="auto (chosen per table modality), linear, xgboost, mlp or snn")
     ] = "auto",
     num_workers: Annotated[int | None, typer.Option("--num-workers", help="loader workers (default: sized)")] = None,
-    mlflow_uri: Annotated[str | None, typer.Option("--mlflow-uri", help="also log to this MLflow tracking URI")] = None,
+    mlflow_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow-uri",
+            help="MLflow tracking store of the training run (default: MLFLOW_TRACKING_URI, else the registry's store)",
+        ),
+    ] = None,
     cv: Annotated[
         int | None, typer.Option("--cv", min=2, help="K-fold cross-validation, then a refit on every patient")
     ] = None,

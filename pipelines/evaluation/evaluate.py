@@ -23,7 +23,7 @@ from clinfuse.pipelines.evaluation.cross_validated import (
     report_section,
 )
 from clinfuse.pipelines.registry.model_folder import EVALUATION_FILES, open_model, seal_run
-from clinfuse.pipelines.training import run_files
+from clinfuse.pipelines.training import run_files, tracking
 from clinfuse.platform.errors import ClinFuseError
 
 RESAMPLES = 1000
@@ -42,7 +42,8 @@ def evaluate(
 
     The run is verified first (an earlier evaluation's results aside: they are rewritten). The results are
     written into a hidden staging folder, moved in by rename and listed in the run's manifest last, so a killed
-    evaluation leaves results that the next consumer refuses, never ones that look valid."""
+    evaluation leaves results that the next consumer refuses, never ones that look valid. The test metrics and
+    these files are then logged to the run's MLflow run (a warning, not an error, when that cannot be done)."""
     if open_model(run, skip=EVALUATION_FILES).kind != "run":
         raise ClinFuseError(f"{run} is a registered bundle, not a training run", "evaluate the run it was built from")
     cross_validated = is_cross_validated(run)
@@ -112,6 +113,7 @@ def evaluate(
         for name in EVALUATION_FILES:
             (staged / name).replace(run / name)
     seal_run(run)
+    tracking.log_evaluation(run, info, result)
     return result
 
 

@@ -80,7 +80,7 @@ def build_bundle(run: Path, dest: Path) -> Bundle:
     (dest / MODALITIES_FILE).write_text(json.dumps(modalities, indent=1))
     metrics = json.loads((run / run_files.METRICS).read_text())
     provenance = {
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "cohort_name": info.get("cohort_name"),
         "cohort_config_hash": combine(info["cache_fingerprints"]["cohort"], info["cache_fingerprints"]["modalities"]),
         "trained_at": pd.Timestamp((run / run_files.MODEL_WEIGHTS).stat().st_mtime, unit="s", tz="UTC").isoformat(
@@ -96,7 +96,7 @@ def build_bundle(run: Path, dest: Path) -> Bundle:
     return Bundle(dest, write_manifest(dest), provenance)
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     """The commit of the code that registers the model ('+dirty' with uncommitted changes), else 'unknown'."""
     source = Path(__file__).resolve().parent
     try:

@@ -10,6 +10,8 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,23 @@ MODELS_PATH = "registered-models"  # in the run's artifacts: one MLflow model pe
 MANIFEST_TAG = "clinfuse.manifest_sha256"
 HISTORY_TAG = "clinfuse.alias_history.{alias}"
 _REF = re.compile(r"^(?:models:/)?(?P<name>[A-Za-z0-9_.-]+)(?:(?:/|:)(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))?$")
+
+
+# MLflow retries an unreachable server with backoff for about four minutes: opening the store asks it once, briefly.
+_FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+@contextmanager
+def _asked_once() -> Iterator[None]:
+    """MLflow's HTTP settings for one quick question, unless the user set them."""
+    saved = {name: os.environ.get(name) for name in _FAIL_FAST}
+    os.environ.update({name: value for name, value in _FAIL_FAST.items() if saved[name] is None})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
 
 
 @dataclass(frozen=True)
@@ -68,7 +87,8 @@ class ModelRegistry:
         self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or _local_store(home)
         self.client = MlflowClient(self.tracking_uri)
         try:
-            self.client.search_experiments(max_results=1)
+            with _asked_once():
+                self.client.search_experiments(max_results=1)
         except Exception as exc:  # any driver or server error means the same to the user: the store is unusable
             raise ClinFuseError(f"cannot open the model registry at {self.tracking_uri} ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0][:120]})", "check MLFLOW_TRACKING_URI and the server, or "

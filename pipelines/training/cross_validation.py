@@ -12,6 +12,10 @@ predictions, with `repeat` and `fold`), `fold_validation_predictions.parquet` (e
 validation split: where operating thresholds are chosen) and `folds.json` (per-fold sizes and metrics). The ingest's
 normalisation (medians, z-scores, code vocabulary) was fitted on the ingest's training split and is shared by
 all folds: it uses no labels.
+
+The cross-validation and refit are one MLflow run (tracking.py): the refit's epoch metrics under their own names,
+each fold's prefixed with its folder's name (`repeat0_fold1-val_auroc`), and each fold's test metrics as
+`cv_<metric>` (cv_fusion_auroc, ...) with step = the fold's index over repeats.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ import pandas as pd
 from clinfuse.models import metrics
 from clinfuse.pipelines.registry.model_folder import seal_run
 from clinfuse.pipelines.training import run_files
-from clinfuse.pipelines.training.train import STAGING_ENV, TrainSettings, check_run_destination, train_into
+from clinfuse.pipelines.training.tracking import TrainingRun
+from clinfuse.pipelines.training.train import (
+    STAGING_ENV,
+    TrainSettings,
+    check_run_destination,
+    open_tracking,
+    train_into,
+)
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.staging import StagedFolder
@@ -71,22 +82,26 @@ def train_cv(cache_path: Path, out: Path, settings: TrainSettings, folds: int = 
     planned = fold_splits(labels, folds, repeats, settings.seed)  # before any training: too many folds fail at once
     check_run_destination(out)
     staged = StagedFolder(out, join_env=STAGING_ENV)
-    with staged as staging:
-        if train_into(cache_path, staging, settings, splits=refit_splits(labels, settings.seed)) is None:
+    with open_tracking(cache_path, out, settings) as tracked, staged as staging:
+        if train_into(cache_path, staging, settings, refit_splits(labels, settings.seed), tracked) is None:
             return out  # a non-zero rank of a multi-device run
-        _train_folds(cache_path, staging, settings, planned, folds, repeats)
+        records = _train_folds(cache_path, staging, settings, planned, folds, repeats, tracked)
+        if tracked is not None:
+            tracked.log_folds(records)
+            tracked.log_run_info(staging)
         seal_run(staging)
         staged.commit()
     return out
 
 
 def _train_folds(cache_path: Path, run: Path, settings: TrainSettings, planned: list[tuple[int, int, np.ndarray]],
-                 folds: int, repeats: int) -> None:  # fmt: skip
+                 folds: int, repeats: int, tracked: TrainingRun | None) -> list[dict]:  # fmt: skip
+    """Train every fold and pool their test and validation predictions; returns the folds' records (folds.json)."""
     cv_dir = run / CV_DIR
     oof, validation, records = [], [], []
     for repeat, fold, splits in planned:
         fold_run = cv_dir / f"repeat{repeat}_fold{fold}"
-        train_into(cache_path, fold_run, settings, splits=splits)
+        train_into(cache_path, fold_run, settings, splits, tracked and tracked.for_fold(fold_run.name))
         shutil.rmtree(fold_run / "checkpoints", ignore_errors=True)  # the weights are in model.safetensors
         predictions = pd.read_parquet(fold_run / run_files.PREDICTIONS)
         test = predictions[predictions["split"] == "test"].assign(repeat=repeat, fold=fold)
@@ -100,8 +115,10 @@ def _train_folds(cache_path: Path, run: Path, settings: TrainSettings, planned: 
     (cv_dir / FOLDS_FILE).write_text(json.dumps(summary, indent=1))
     info = json.loads((run / run_files.RUN_INFO).read_text())
     info["cross_validation"] = {k: v for k, v in summary.items() if k != "per_fold"} | {
-        "refit": "every patient, a stratified validation share for early stopping and calibration"}
+        "refit": "every patient, a stratified validation share for early stopping and calibration"
+    }
     (run / run_files.RUN_INFO).write_text(json.dumps(info, indent=1))
+    return records
 
 
 def _fold_record(repeat: int, fold: int, test: pd.DataFrame, fold_run: Path) -> dict:

@@ -2,7 +2,7 @@
 
 Writes to the run folder: model.safetensors + model_spec.json, calibration.json, xgboost.json,
 predictions.parquet (raw and calibrated probabilities of both models for every patient), explain_background,
-run.json, Lightning logs (CSV; MLflow when a tracking URI is given) and checkpoints.
+run.json, Lightning's CSV logs and checkpoints; and records the training as an MLflow run (tracking.py).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform as stdlib_platform
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +27,12 @@ from clinfuse.models.modality_weights import fit_head_weights, fit_modality_weig
 from clinfuse.pipelines.data import CacheDataModule, default_num_workers, modality_dims
 from clinfuse.pipelines.registry.manifest import MANIFEST_FILE
 from clinfuse.pipelines.registry.model_folder import seal_run
-from clinfuse.pipelines.training import run_files
+from clinfuse.pipelines.training import run_files, tracking
 from clinfuse.pipelines.training.explain_background import fit_backgrounds, save_backgrounds
 from clinfuse.pipelines.training.model_io import build_model, save_model
 from clinfuse.pipelines.training.predict import predict_cohort
 from clinfuse.pipelines.training.table_branches import OutsideFit, choose_table_architectures, fit_outside_branches
+from clinfuse.pipelines.training.tracking import TrainingRun
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.kinds import get_kind
@@ -59,7 +61,7 @@ class TrainSettings:
     encoders: dict[str, str] = field(default_factory=dict)  # modality name or kind -> architecture; else default
     table_encoder: str = "auto"  # linear, xgboost, mlp, snn; auto: chosen per table modality (branch_selection.py)
     num_workers: int | None = None
-    mlflow_tracking_uri: str | None = None
+    mlflow_tracking_uri: str | None = None  # the store of the training's MLflow run; None: the model registry's
 
 
 def train(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarray | None = None) -> Path:
@@ -71,11 +73,18 @@ def train(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarr
     """
     check_run_destination(out)
     staged = StagedFolder(out, join_env=STAGING_ENV)
-    with staged as staging:
-        if train_into(cache_path, staging, settings, splits) is not None:
+    with open_tracking(cache_path, out, settings) as tracked, staged as staging:
+        if train_into(cache_path, staging, settings, splits, tracked) is not None:
+            if tracked is not None:
+                tracked.log_run_info(staging)
             seal_run(staging)
             staged.commit()
     return out
+
+
+def open_tracking(cache_path: Path, out: Path, settings: TrainSettings) -> AbstractContextManager[TrainingRun | None]:
+    """The training's MLflow run (tracking.training_run), opened before anything is trained."""
+    return tracking.training_run(cache_path, out, settings.__dict__, settings.mlflow_tracking_uri)
 
 
 def check_run_destination(out: Path) -> None:
@@ -86,8 +95,10 @@ def check_run_destination(out: Path) -> None:
                             "whole)", "choose a new or empty folder for the run")  # fmt: skip
 
 
-def train_into(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarray | None = None) -> Path | None:
-    """Train into the (new, empty) folder `out`, unsealed; None on a non-zero rank of a multi-device run."""
+def train_into(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarray | None = None,
+               tracked: TrainingRun | None = None) -> Path | None:  # fmt: skip
+    """Train into the (new, empty) folder `out`, unsealed; None on a non-zero rank of a multi-device run.
+    `tracked`: the MLflow run that receives the epoch metrics and that run.json names."""
     started = time.perf_counter()
     cache = FeatureCache(cache_path)
     if splits is not None:
@@ -107,7 +118,7 @@ def train_into(cache_path: Path, out: Path, settings: TrainSettings, splits: np.
 
     out.mkdir(parents=True, exist_ok=True)
     if gradient:
-        fitted = _fit_with_lightning(model, cache_path, out, settings, accelerator, specs, splits)
+        fitted = _fit_with_lightning(model, cache_path, out, settings, accelerator, specs, splits, tracked)
         if fitted is None:  # a non-zero rank of a multi-device run: rank 0 writes the outputs
             return None
         model, workers, training = fitted
@@ -137,14 +148,15 @@ def train_into(cache_path: Path, out: Path, settings: TrainSettings, splits: np.
         "duration_s": round(time.perf_counter() - started, 1),
         "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__,
                      "python": stdlib_platform.python_version()},
+        **({"mlflow": tracked.reference} if tracked is not None else {}),
     }  # fmt: skip
     (out / run_files.RUN_INFO).write_text(json.dumps(info, indent=1))
     return out
 
 
 def _fit_with_lightning(model: LateFusionModel, cache_path: Path, out: Path, settings: TrainSettings,
-                        accelerator: str, specs: dict[str, EncoderSpec],
-                        splits: np.ndarray | None) -> tuple[LateFusionModel, int, dict] | None:  # fmt: skip
+                        accelerator: str, specs: dict[str, EncoderSpec], splits: np.ndarray | None,
+                        tracked: TrainingRun | None) -> tuple[LateFusionModel, int, dict] | None:  # fmt: skip
     """Gradient training of the branches that need it and of the head; the best checkpoint, on rank 0."""
     has_images = any(get_kind(s.kind).channels_last for s in specs.values())
     module = LateFusionModule(model, learning_rate=settings.learning_rate,
@@ -167,7 +179,7 @@ def _fit_with_lightning(model: LateFusionModel, cache_path: Path, out: Path, set
             branch_stopping,
             EarlyStopping(monitor="val_auroc", mode="max", patience=settings.patience),
         ],  # fmt: skip
-        logger=_loggers(out, settings),
+        logger=_loggers(out, tracked),
         log_every_n_steps=5,
         enable_model_summary=False,
         default_root_dir=out,
@@ -245,8 +257,15 @@ def _fit_head_buffers(model: LateFusionModel, cache: FeatureCache, device: str, 
     weights, interaction_weight = head.modality_weight.cpu().numpy(), float(head.interaction_weight)
     if gradient:
         with torch.no_grad():
-            interaction = head.interaction_term(torch.as_tensor(encoded["embeddings"]).to(head.prior.device),
-                                                torch.as_tensor(present).to(head.prior.device)).float().cpu().numpy()
+            interaction = (
+                head.interaction_term(
+                    torch.as_tensor(encoded["embeddings"]).to(head.prior.device),
+                    torch.as_tensor(present).to(head.prior.device),
+                )
+                .float()
+                .cpu()
+                .numpy()
+            )
         val = split == "val"
         weights, interaction_weight = fit_head_weights(logits[val] - centers, present[val], interaction[val],
                                                        prior[val], labels[val])  # fmt: skip
@@ -376,10 +395,9 @@ def _encoder_specs(cache: FeatureCache, accelerator: str, chosen: dict[str, str]
     return specs
 
 
-def _loggers(out: Path, settings: TrainSettings) -> list[Logger]:
+def _loggers(out: Path, tracked: TrainingRun | None) -> list[Logger]:
+    """CSV in the run folder; the epoch metrics also go to the MLflow run (on rank 0: the others have none)."""
     loggers: list[Logger] = [CSVLogger(out, name="logs")]
-    if settings.mlflow_tracking_uri:
-        from pytorch_lightning.loggers import MLFlowLogger
-
-        loggers.append(MLFlowLogger(experiment_name="clinfuse-train", tracking_uri=settings.mlflow_tracking_uri))
+    if tracked is not None:
+        loggers.append(tracked.epoch_logger())
     return loggers

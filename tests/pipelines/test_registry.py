@@ -37,6 +37,22 @@ def test_registered_version_carries_everything_scoring_needs(registered_model: s
     assert f"perfectly calibrated model would show an ECE of {noise['mean']:.3f}" in card
 
 
+def test_a_version_is_an_mlflow_model_logged_in_its_training_run(registered_model: str, demo_run: Path) -> None:
+    """Lineage: version -> the run `clinfuse train` logged -> its data; the model card is the description; the
+    MLflow model folder holds the verified bundle and no pickle."""
+    registry = ModelRegistry()
+    version = registry.client.get_model_version("demo", "1")
+    logged = json.loads((demo_run / "run_info.json").read_text())["mlflow"]
+    assert version.run_id == logged["run_id"] and logged["tracking_uri"] == registry.tracking_uri
+    run = registry.client.get_run(version.run_id)
+    assert run.inputs.dataset_inputs, "the training data is the run's input"
+    assert version.description == (registry.resolve(registered_model).path / "model_card.md").read_text()
+    assert version.source.startswith(run.info.artifact_uri)
+    model = Path(version.source.removeprefix("file://"))
+    assert (model / "MLmodel").is_file() and (model / "artifacts" / "bundle" / "MANIFEST.json").is_file()
+    assert not [p for p in model.rglob("*") if p.suffix in (".pkl", ".pickle")]
+
+
 def test_promote_and_rollback_move_the_alias(evaluated_run: Path) -> None:
     registry = ModelRegistry()
     first = registry.register(evaluated_run, "lifecycle", alias="production")
