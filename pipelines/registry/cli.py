@@ -57,7 +57,7 @@ def register(
     typer.echo(f"registered {name} version {version}{suffix}; score with --model models:/{name}/{version}")
     if registry.local:  # MLflow's own tools look in ./mlflow.db unless told where ClinFuse's private store is
         typer.echo(f"MLflow tools (mlflow models serve, mlflow.pyfunc.load_model) find it with: "
-                   f"export MLFLOW_TRACKING_URI={registry.tracking_uri}")  # fmt: skip
+                   f"export MLFLOW_TRACKING_URI={registry.tracking_uri} (docs/serving.md)")  # fmt: skip
 
 
 @models_app.command("promote")

@@ -41,6 +41,7 @@ class ClinFusePyfuncModel(mlflow.pyfunc.PythonModel):
         """One answer row per request row. A row the model cannot score (no usable modality, a malformed cell) gets
         an error row, as in batch scoring, never an exception: MLflow's server would answer an exception with the
         whole request echoed back or a stack trace."""
+        from clinfuse.pipelines.serving.request import model_modalities
         from clinfuse.platform.ingest.runner import NoPatientData
 
         if not isinstance(model_input, pd.DataFrame):
@@ -48,7 +49,9 @@ class ClinFusePyfuncModel(mlflow.pyfunc.PythonModel):
         try:
             return self._score(model_input)
         except NoPatientData as exc:
-            return self._error_rows(model_input, f"no usable modality ({exc.problem})")
+            sent = [c for c in model_modalities(self.bundle) if c in model_input and model_input[c].notna().any()]
+            why = exc.problem if sent else "none of the model's modalities has data for this patient"  # batch's words
+            return self._error_rows(model_input, f"no usable modality ({why})")
         except ClinFuseError as exc:
             if len(model_input) == 1:
                 return self._error_rows(model_input, f"request: {exc}")
