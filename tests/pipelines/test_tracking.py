@@ -197,3 +197,13 @@ def test_training_and_evaluation_are_one_run_on_a_tracking_server(
     _assert_training_lineage(run, demo_cache)
     evaluate(run, resamples=50)
     _assert_evaluation_logged(run, tmp_path / "downloads")
+    # registering on the server: the version comes from the training run, and MLflow's own loader serves it
+    registry = ModelRegistry()
+    version = registry.register(run, "served", alias="production")
+    entry = registry.client.get_model_version("served", str(version))
+    assert entry.run_id == json.loads((run / run_files.RUN_INFO).read_text())["mlflow"]["run_id"]
+    assert registry.resolve("models:/served@production").path.joinpath("MANIFEST.json").is_file()
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model("models:/served@production")
+    assert [c.name for c in model.metadata.get_input_schema().inputs][:2] == ["patient_id", "index_time"]
