@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from clinfuse.pipelines.registry.store import ModelRegistry
+from clinfuse.pipelines.training import run_files
 from clinfuse.platform.errors import ClinFuseError
 
 
@@ -42,7 +43,7 @@ def test_a_version_is_an_mlflow_model_logged_in_its_training_run(registered_mode
     MLflow model folder holds the verified bundle and no pickle."""
     registry = ModelRegistry()
     version = registry.client.get_model_version("demo", "1")
-    logged = json.loads((demo_run / "run_info.json").read_text())["mlflow"]
+    logged = json.loads((demo_run / run_files.RUN_INFO).read_text())["mlflow"]
     assert version.run_id == logged["run_id"] and logged["tracking_uri"] == registry.tracking_uri
     run = registry.client.get_run(version.run_id)
     assert run.inputs.dataset_inputs, "the training data is the run's input"
