@@ -75,16 +75,24 @@ class CohortInputs:
     baseline_features: BaselineFeatures
 
 
-@cache
-def _inputs(cache_path: str, embed_dim: int) -> CohortInputs:
+def cohort_inputs(cache_path: str, embed_dim: int) -> CohortInputs:
     feature_cache = FeatureCache(cache_path)
     return CohortInputs(feature_cache, CacheDataset(feature_cache), BaselineFeatures(feature_cache, embed_dim))
+
+
+# A batch worker scores many chunks of one cache: opened once per process. (Online requests each bring their own
+# short-lived cache and must not be kept here: score_task with fresh inputs.)
+_inputs = cache(cohort_inputs)
 
 
 def score_chunk(task: ChunkTask) -> pd.DataFrame:
     """One output row per cohort row of the task, in order."""
     scoring = scoring_model(task.bundle, task.manifest_sha256)
-    inputs = _inputs(task.cache, scoring.model.embed_dim)
+    return score_task(task, scoring, _inputs(task.cache, scoring.model.embed_dim))
+
+
+def score_task(task: ChunkTask, scoring: ScoringModel, inputs: CohortInputs) -> pd.DataFrame:
+    """`score_chunk` with the model and the cache's inputs given."""
     frames = []
     for start in range(0, len(task.rows), BATCH_SIZE):
         rows = np.asarray(task.rows[start : start + BATCH_SIZE])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from clinfuse.pipelines.scoring.chunk import ChunkTask, score_chunk, scoring_model
+from clinfuse.pipelines.scoring.chunk import ChunkTask, cohort_inputs, score_task, scoring_model
 from clinfuse.platform.cache import FeatureCache
 
 
@@ -20,4 +20,6 @@ def score_in_process(bundle: Path, manifest_sha256: str, cache: FeatureCache, na
     """One row per patient of `cache`, in cohort order, with `clinfuse score`'s columns."""
     task = ChunkTask(str(bundle), manifest_sha256, str(cache.path.resolve()), tuple(range(len(cache.cohort))),
                      explain, name, version, pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"))  # fmt: skip
-    return score_chunk(task)
+    scoring = scoring_model(str(bundle), manifest_sha256)
+    # the request's cache is opened for this request only: a long-running server must not keep every one
+    return score_task(task, scoring, cohort_inputs(task.cache, scoring.model.embed_dim))

@@ -81,5 +81,6 @@ class ScoreResults:
         """A RunExplainer over the scored patients (model bundle + scoring cache)."""
         from clinfuse.pipelines.explain import RunExplainer
 
-        return RunExplainer(self.model_dir, cache=self.cache, top_k=top_k, heatmap_dir=heatmap_dir,
-                            manifest_sha256=self.manifest_sha256)
+        return RunExplainer(
+            self.model_dir, cache=self.cache, top_k=top_k, heatmap_dir=heatmap_dir, manifest_sha256=self.manifest_sha256
+        )

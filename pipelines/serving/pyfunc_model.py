@@ -27,15 +27,13 @@ class ClinFusePyfuncModel(mlflow.pyfunc.PythonModel):
     """A registered ClinFuse model behind MLflow's standard model interface."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        from clinfuse.pipelines.registry.model_folder import open_model
         from clinfuse.pipelines.scoring.online import warm_up
 
         config = context.model_config or {}
         self.bundle = Path(context.artifacts[BUNDLE_ARTIFACT])
         self.manifest_sha256 = config[MANIFEST_KEY]
         self.name, self.version = str(config.get(NAME_KEY, "")), int(config.get(VERSION_KEY, 0))
-        open_model(self.bundle, self.manifest_sha256)
-        warm_up(self.bundle, self.manifest_sha256)
+        warm_up(self.bundle, self.manifest_sha256)  # verifies the bundle (open_model) before loading any of it
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """One answer row per request row. A row the model cannot score (no usable modality, a malformed cell) gets

@@ -89,7 +89,11 @@ def test_signature_names_the_request_and_the_answer(model) -> None:
 def test_answers_equal_the_batch_scores_of_the_same_patients(
     model, records: list[dict], patients: list[str], batch: pd.DataFrame, pseudonym: Pseudonymiser
 ) -> None:
+    from clinfuse.pipelines.scoring.chunk import _inputs
+
+    kept = _inputs.cache_info().currsize
     answer = model.predict(pd.DataFrame(records))
+    assert _inputs.cache_info().currsize == kept, "a request's short-lived cache must not be kept by the process"
     assert answer["patient_id"].tolist() == [pseudonym(pid) for pid in patients]
     assert list(answer.columns) == list(batch.reset_index().columns)  # the answer schema, plus sex and age as sent
     assert [c for c in answer.columns if c not in ("sex", "age")] == ANSWER
