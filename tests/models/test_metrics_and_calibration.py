@@ -66,3 +66,21 @@ def test_batched_platt_fits_equal_one_fit_per_resample() -> None:
         single = PlattCalibrator.fit(logits[sample], labels[sample])
         assert slope == pytest.approx(single.slope, abs=1e-3)
         assert intercept == pytest.approx(single.intercept, abs=1e-3)
+
+
+@pytest.mark.parametrize("n, decimals", [(150, None), (60, 1), (25, 0)])
+@pytest.mark.parametrize("metric", [metrics.auroc, metrics.auprc])
+def test_batched_bootstrap_equals_scikit_learn_called_per_resample(n: int, decimals: int | None, metric) -> None:
+    """AUROC and AUPRC intervals are computed for all resamples at once: the same draws, and the values
+    scikit-learn gives for each resample, ties included (rounded scores)."""
+    rng = np.random.default_rng(n)
+    labels = (rng.random(n) < 0.3).astype(int)
+    scores = rng.normal(size=n) + labels
+    scores = scores if decimals is None else np.round(scores, decimals)
+    draws, values = np.random.default_rng(4), []
+    for _ in range(300):
+        sample = draws.integers(0, n, size=n)
+        if labels[sample].min() != labels[sample].max():
+            values.append(metric(labels[sample], scores[sample]))
+    expected = [np.quantile(values, 0.025), np.quantile(values, 0.975)]
+    np.testing.assert_allclose(metrics.bootstrap_ci(labels, scores, metric, 300, 4), expected, rtol=0, atol=1e-12)
