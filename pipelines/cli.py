@@ -96,6 +96,9 @@ def train_command(
     devices: Annotated[str, typer.Option("--devices", help="devices per node (Lightning syntax)")] = "auto",
     num_nodes: Annotated[int, typer.Option("--num-nodes", min=1)] = 1,
     strategy: Annotated[str, typer.Option("--strategy", help="Lightning strategy, e.g. ddp")] = "auto",
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto (bf16-mixed on GPU, 32-true on CPU), 32-true, bf16-mixed, 16-mixed")
+    ] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 32,
     patience: Annotated[int, typer.Option("--patience", min=1, help="epochs without fusion val AUROC gain")] = 10,
@@ -142,12 +145,12 @@ def train_command(
     Cohorts under 1,000 patients are cross-validated (5 folds) unless --split is given."""
     from clinfuse.pipelines.training.cross_validation import SMALL_COHORT, train_cv
     from clinfuse.pipelines.training.table_branches import check_table_encoder
-    from clinfuse.pipelines.training.train import TrainSettings, train
+    from clinfuse.pipelines.training.train import TrainSettings, resolve_precision, train
     from clinfuse.platform.cache import FeatureCache
 
     settings = TrainSettings(
         max_epochs=max_epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-        seed=seed, batch_size=batch_size, patience=patience, branch_patience=branch_patience,
+        precision=precision, seed=seed, batch_size=batch_size, patience=patience, branch_patience=branch_patience,
         screening_fdr=screening_fdr or None, encoders=_encoder_choices(encoder or [], image_encoder),
         table_encoder=table_encoder,
         num_workers=num_workers,
@@ -155,6 +158,7 @@ def train_command(
     )  # fmt: skip
     if cv is not None and split:
         raise ClinFuseError("--cv and --split ask for two different evaluations", "give one of them")
+    resolve_precision(precision, accelerator)  # a typo fails here, not after the cohort is loaded
     check_table_encoder(table_encoder)  # before a cross-validation is announced or any fold trained
     patients = len(FeatureCache(cache).cohort)
     if cv is None and not split and patients < SMALL_COHORT:

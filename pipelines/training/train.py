@@ -51,6 +51,8 @@ class TrainSettings:
     devices: str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
+    precision: str = "auto"  # Lightning precision; auto: bf16-mixed on GPU, 32-true on CPU
+    channels_last: bool | None = None  # image batches in channels-last memory format; None: on GPU only
     seed: int = 0
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -159,8 +161,9 @@ def _fit_with_lightning(model: LateFusionModel, cache_path: Path, out: Path, set
                         tracked: TrainingRun | None) -> tuple[LateFusionModel, int, dict] | None:  # fmt: skip
     """Gradient training of the branches that need it and of the head; the best checkpoint, on rank 0."""
     has_images = any(get_kind(s.kind).channels_last for s in specs.values())
+    channels_last = settings.channels_last if settings.channels_last is not None else accelerator == "gpu"
     module = LateFusionModule(model, learning_rate=settings.learning_rate,
-                              channels_last=accelerator == "gpu" and has_images)  # fmt: skip
+                              channels_last=channels_last and has_images)  # fmt: skip
     workers = settings.num_workers if settings.num_workers is not None else default_num_workers(accelerator)
     data = CacheDataModule(str(cache_path), batch_size=settings.batch_size, num_workers=workers,
                            augment_seed=settings.seed, splits=None if splits is None else list(splits))  # fmt: skip
@@ -173,7 +176,7 @@ def _fit_with_lightning(model: LateFusionModel, cache_path: Path, out: Path, set
         devices=settings.devices,
         num_nodes=settings.num_nodes,
         strategy=settings.strategy,
-        precision="bf16-mixed" if accelerator == "gpu" else "32-true",
+        precision=resolve_precision(settings.precision, accelerator),
         callbacks=[
             checkpoint,
             branch_stopping,
@@ -194,6 +197,19 @@ def _fit_with_lightning(model: LateFusionModel, cache_path: Path, out: Path, set
     best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     return model, workers, {"gradient_training": True, "best_epoch_val_auroc": best,
                             "epochs_run": trainer.current_epoch, "branches": branch_stopping.summary()}  # fmt: skip
+
+
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """`auto` is bf16 autocast on GPU (its range needs no loss scaling) and full float32 on CPU, where bf16
+    autocast is slower on most processors; an explicit choice runs as given, on either (the CPU tests use it)."""
+    if precision not in PRECISIONS:
+        raise ClinFuseError(f"unknown precision '{precision}'", f"use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16-mixed" if accelerator == "gpu" else "32-true"
+    return precision
 
 
 def _fit_prior_only(model: LateFusionModel, cache: FeatureCache, fit_splits: tuple[str, ...]) -> LateFusionModel:
