@@ -72,12 +72,18 @@ def demo_data(
 def ingest_command(
     config: Annotated[Path, typer.Option("--config", help="cohort.yaml describing the cohort and its modalities")],
     out: Annotated[Path, typer.Option("--out", help="feature cache folder (created or refreshed)")],
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="processes for DICOM decoding")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="local worker processes for DICOM decoding (default: cores)")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="decode on this Dask cluster, e.g. tcp://host:8786 (files at the same paths)"),
+    ] = None,
 ) -> None:
     """Ingest DICOM, tables and EHR into a validated, de-identified feature cache (reuses what is unchanged)."""
     from clinfuse.platform.ingest import ingest
 
-    result = ingest(config, out, workers=workers, progress=sys.stderr.isatty())
+    result = ingest(config, out, workers=workers, progress=sys.stderr.isatty(), scheduler=scheduler)
     if result.up_to_date:
         typer.echo(f"feature cache {out} is up to date (inputs, config and code unchanged)")
     else:

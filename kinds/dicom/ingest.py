@@ -12,7 +12,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from clinfuse.kinds.dicom import pixels
 from clinfuse.kinds.dicom.config import DicomModality
 from clinfuse.kinds.dicom.headers import FileIssue, select_latest
@@ -27,7 +26,7 @@ from clinfuse.kinds.dicom.scan import (
     relative,
     scan_folder,
 )
-from clinfuse.kinds.dicom.store import IMAGE_INDEX_FILE, IMAGES_FILE, PreviousRows
+from clinfuse.kinds.dicom.store import IMAGE_INDEX_FILE, IMAGES_FILE, PreviousRows, RowWriter
 from clinfuse.platform.ingest.cohort_table import Cohort
 from clinfuse.platform.ingest.context import IngestContext, ModalityOutput
 
@@ -57,38 +56,32 @@ def _ingest_images(
     to_decode = [pid for pid in ordered if digests[pid] not in reusable]
     arguments = [(chosen[pid].path, modality.image_size, modality.window, modality.window_index, modality.frame)
                  for pid in to_decode]  # fmt: skip
-    outcomes = decode_all(_preprocess, arguments, context, f"{modality.name}: decode")
-    decoded: dict[str, PreprocessedImage] = {}
-    patient_issues: dict[str, str] = {}
-    for pid, (image, reason) in zip(to_decode, outcomes, strict=True):
-        if image is None:
-            patient_issues[pid] = reason
-            issues.append(FileIssue(relative(chosen[pid].path, scan.root), "failed", reason, pid))
-        else:
-            decoded[pid] = image
-
-    present, images, index, reused = [], [], [], 0
+    outcomes = decode_all(_preprocess, arguments, context, f"{modality.name}: decode")  # lazily, in to_decode order
+    writer = RowWriter(context.scratch, modality.name, (modality.image_size, modality.image_size))
+    present, index, patient_issues, reused = [], [], {}, 0
     for pid in ordered:
         if digests[pid] in reusable:
             image, meta = reusable.get(digests[pid])
             reused += 1
-        elif pid in decoded:
-            result = decoded[pid]
+        else:
+            result, reason = next(outcomes)
+            if result is None:
+                patient_issues[pid] = reason
+                issues.append(FileIssue(relative(chosen[pid].path, scan.root), "failed", reason, pid))
+                continue
             image = result.pixels
             meta = {"rows": result.geometry.rows, "cols": result.geometry.cols, "frames": result.frames,
                     "transfer_syntax": result.transfer_syntax, "photometric": result.photometric}  # fmt: skip
-        else:
-            continue  # decode failed: imaging missing for this patient, recorded above
+        writer.append(image)
         present.append(pid)
-        images.append(image)
         index.append({"digest": digests[pid], **meta})
+    outcomes.close()  # stops handing work to the cluster
     flag_unimaged(issues, cohort.patient_ids, present, patient_issues)
 
     out.mkdir(parents=True, exist_ok=True)
-    size = modality.image_size
-    stack = np.stack(images) if images else np.zeros((0, size, size), np.float16)
-    np.save(out / IMAGES_FILE, stack.astype(np.float16))
-    (out / IMAGE_INDEX_FILE).write_text(json.dumps({"image_size": size, "preprocessing": key, "rows": index}))
+    writer.save(out / IMAGES_FILE)
+    (out / IMAGE_INDEX_FILE).write_text(json.dumps({"image_size": modality.image_size, "preprocessing": key,
+                                                    "rows": index}))  # fmt: skip
     report = {
         **file_sections(scan.files, issues),
         "patients_present": len(present),

@@ -6,9 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from clinfuse.platform.ingest.fingerprint import combine, file_digest
 from tqdm import tqdm
 
 WORKER_START_UP_S = 30.0  # a spawned decoding worker's imports (torch, MONAI, decoders): 29-39 s measured, 2 busy cores
-_WORTH_STARTING = 3.0  # workers take over when the rest would take this process 3x their start-up or more
+_WORTH_STARTING = 1.0  # workers start while this process goes on decoding: they cost only the cores their start takes
 _MEASURE_S = 2.0  # decode at least this long in this process before estimating the rest
 
 
@@ -46,10 +44,11 @@ def scan_folder(modality: DicomModality, context: IngestContext) -> FolderScan:
     root = modality.path
     manifest = read_manifest(modality.manifest, root) if modality.link == "manifest" else None
     files = list_files(root) if manifest is None else sorted(p for p in manifest if p.exists())
-    rules = HeaderRules.of(modality)
     scan = FolderScan(root, files, [], [])
-    for path in tqdm(files, desc=f"{modality.name}: headers", unit="file", disable=not context.progress):
-        result = read_header(path, root, manifest.get(path) if manifest is not None else None, rules)
+    arguments = [(path, manifest.get(path) if manifest is not None else None) for path in files]
+    for result in run_all(
+        _HeaderReader(root, HeaderRules.of(modality)), arguments, context, f"{modality.name}: headers"
+    ):
         (scan.headers if isinstance(result, ImageHeader) else scan.issues).append(result)
     if manifest is not None:
         scan.issues += [FileIssue(relative(p, root), "failed", "listed in the manifest but not found", manifest[p])
@@ -57,20 +56,46 @@ def scan_folder(modality: DicomModality, context: IngestContext) -> FolderScan:
     return scan
 
 
+class _HeaderReader:
+    """`read_header` of one (path, patient from the manifest) pair, for this process or a worker."""
+
+    def __init__(self, root: Path, rules: HeaderRules) -> None:
+        self.root, self.rules = root, rules
+
+    def __call__(self, argument: tuple[Path, str | None]) -> ImageHeader | FileIssue:
+        path, patient = argument
+        return read_header(path, self.root, patient, self.rules)
+
+    def on_lost(self, argument: tuple[Path, str | None], error: BaseException) -> FileIssue:
+        """A file whose header killed its worker process fails alone."""
+        path, patient = argument
+        return FileIssue(relative(path, self.root), "failed", f"unreadable header: the reading process died "
+                         f"({type(error).__name__})", patient)  # fmt: skip
+
+
 def decode_all(
     function: Callable[[Any], Any], arguments: list, context: IngestContext, desc: str
 ) -> Iterator[tuple[Any | None, str]]:
-    """(result, "") or (None, reason) per argument, in order.
+    """(result, "") or (None, reason) per argument, in order (`run_all`). `function` must be a module-level
+    function (it is sent to the workers)."""
+    return run_all(_Guarded(function), arguments, context, desc)
 
-    Decoding starts in this process; worker processes take over the rest only once the measured time per item
-    says the remainder would take this process well over what starting workers costs (each imports torch and
-    MONAI). Counting files or series instead would send a small cohort of large series, or a large one of small
-    images, the wrong way. `function` must be a module-level function (it is sent to spawned workers)."""
-    guarded = _Guarded(function)
+
+def run_all(function: Callable[[Any], Any], arguments: list, context: IngestContext, desc: str) -> Iterator[Any]:
+    """function(argument) per argument, in order, computed here and on the job's Dask workers.
+
+    Work starts in this process. Local workers are started in the background only once the measured time per
+    item says the rest would take this process longer than starting them does (each imports torch and MONAI):
+    counting files or series instead would send a small cohort of large series, or a large one of small images,
+    the wrong way. As soon as the workers are ready (at once for a running cluster, `--scheduler`), they take
+    the rest; this process goes on working until then."""
+    workers = context.workers
     started, done = 0.0, 0
     with tqdm(total=len(arguments), desc=desc, unit="item", disable=not context.progress) as bar:
         for argument in arguments:
-            yield guarded(argument)
+            if workers.ready():
+                break
+            yield function(argument)
             done += 1
             bar.update()
             if done == 1:  # the first item pays this process's lazy imports (MONAI): the clock starts after it
@@ -78,15 +103,13 @@ def decode_all(
                 continue
             elapsed = time.perf_counter() - started
             remaining = (len(arguments) - done) * elapsed / (done - 1)
-            if context.workers > 1 and elapsed >= _MEASURE_S and remaining > _WORTH_STARTING * WORKER_START_UP_S:
-                break
+            if workers.parallel and elapsed >= _MEASURE_S and remaining > _WORTH_STARTING * WORKER_START_UP_S:
+                workers.start()
         rest = arguments[done:]
         if rest:
-            with ProcessPoolExecutor(context.workers, mp_context=get_context("spawn"),
-                                     initializer=_one_thread) as pool:  # fmt: skip
-                for outcome in pool.map(guarded, rest, chunksize=max(1, min(16, len(rest) // (4 * context.workers)))):
-                    yield outcome
-                    bar.update()
+            for outcome in workers.map_ordered(function, rest):
+                yield outcome
+                bar.update()
 
 
 class _Guarded:
@@ -103,12 +126,10 @@ class _Guarded:
         except BaseException as exc:  # BaseException: a compiled decoder's panic (pylibjpeg-rle's Rust) is one
             return None, f"pixel decoding failed: {describe_error(exc)}"
 
-
-def _one_thread() -> None:
-    """Each decoding process uses one thread: N processes x N torch threads would oversubscribe the cores."""
-    import torch
-
-    torch.set_num_threads(1)
+    @staticmethod
+    def on_lost(argument: Any, error: BaseException) -> tuple[None, str]:
+        """An item whose decoding killed its worker process (a decoder's crash) fails alone."""
+        return None, f"pixel decoding failed: the decoding process died ({type(error).__name__})"
 
 
 def preprocessing_key(settings: dict, *code: Path) -> str:

@@ -9,6 +9,7 @@ of its volume, so heatmaps can be placed in patient coordinates. The feature cac
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,32 @@ class PreviousRows:
     def get(self, digest: str) -> tuple[np.ndarray, dict]:
         row, meta = self.rows[digest]
         return np.array(self.array[row]), meta
+
+
+class RowWriter:
+    """Rows appended one at a time to a raw file in scratch, saved as `.npy` once their number is known.
+
+    Memory holds one row whatever the cohort's size: stacking a list (np.save) would hold every row twice, and a
+    memory map sized in advance would count each written page in the process's resident memory."""
+
+    def __init__(self, scratch: Path, name: str, row_shape: tuple[int, ...]) -> None:
+        self.row_shape = tuple(row_shape)
+        self.rows = 0
+        self._raw_path = scratch / f"{name}.rows"
+        self._raw = self._raw_path.open("wb")
+
+    def append(self, row: np.ndarray) -> None:
+        if row.shape != self.row_shape:
+            raise ValueError(f"row of shape {row.shape}, expected {self.row_shape}")
+        self._raw.write(np.ascontiguousarray(row, dtype=np.float16).tobytes())
+        self.rows += 1
+
+    def save(self, path: Path) -> None:
+        """`path` as a float16 `.npy` array of every appended row, in order; the raw file is removed."""
+        self._raw.close()
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
+                  "shape": (self.rows, *self.row_shape)}  # fmt: skip
+        with path.open("wb") as out, self._raw_path.open("rb") as raw:
+            np.lib.format.write_array_header_1_0(out, header)
+            shutil.copyfileobj(raw, out, length=1 << 22)
+        self._raw_path.unlink()

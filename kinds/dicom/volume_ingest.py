@@ -3,8 +3,8 @@ assembled and resampled (`volume.py`) into a memory-mapped volume store (`store.
 
 Every file is accounted for: used in a patient's volume, set aside by the selection (counted per series in
 `selection`), or listed in `skipped`/`failed` with its reason (too few slices, a missing slice, mixed
-orientations, a decode failure). Volumes are written row by row into memory-mapped arrays, so memory does not
-grow with the cohort.
+orientations, a decode failure). Volumes are written row by row (`store.RowWriter`), so memory does not grow with
+the cohort.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from clinfuse.kinds.dicom import pixels, volume
 from clinfuse.kinds.dicom.config import DicomModality
 from clinfuse.kinds.dicom.headers import FileIssue, ImageHeader, select_latest
@@ -27,7 +26,7 @@ from clinfuse.kinds.dicom.scan import (
     preprocessing_key,
     relative,
 )
-from clinfuse.kinds.dicom.store import VOLUME_INDEX_FILE, VOLUMES_FILE, PreviousRows
+from clinfuse.kinds.dicom.store import VOLUME_INDEX_FILE, VOLUMES_FILE, PreviousRows, RowWriter
 from clinfuse.kinds.dicom.volume import (
     PreprocessedVolume,
     SeriesCandidate,
@@ -68,12 +67,7 @@ def ingest_volumes(
     to_decode = [pid for pid in ordered if digests[pid] not in reusable]
 
     out.mkdir(parents=True, exist_ok=True)
-    staged = np.lib.format.open_memmap(
-        context.scratch / f"{modality.name}-{VOLUMES_FILE}",
-        "w+",
-        np.float16,
-        (max(len(ordered), 1), *modality.volume_shape),
-    )
+    writer = RowWriter(context.scratch, modality.name, modality.volume_shape)
     arguments = [(chosen[pid].files, modality) for pid in to_decode]
     outcomes = decode_all(_assemble, arguments, context, f"{modality.name}: volumes")  # lazily, in to_decode order
     present, index, patient_issues, reused = [], [], {}, 0
@@ -88,12 +82,12 @@ def ingest_volumes(
                 issues += issues_for(chosen[pid], scan.root, "failed", reason)
                 continue
             voxels, meta = result.voxels, _meta(result)
-        staged[len(present)] = voxels
+        writer.append(voxels)
         present.append(pid)
         index.append({"digest": digests[pid], **meta})
-    outcomes.close()  # stops the worker pool, if one was started
+    outcomes.close()  # stops handing work to the cluster
     flag_unimaged(issues, cohort.patient_ids, present, patient_issues)
-    _write_store(out, staged, len(present), modality)
+    writer.save(out / VOLUMES_FILE)
     (out / VOLUME_INDEX_FILE).write_text(json.dumps({
         "volume_shape": list(modality.volume_shape), "voxel_spacing": list(modality.voxel_spacing),
         "preprocessing": key, "rows": index,
@@ -114,14 +108,6 @@ def _assemble(arguments: tuple[tuple[ImageHeader, ...], DicomModality]) -> Prepr
 def _meta(result: PreprocessedVolume) -> dict:
     return {"affine": result.affine, "slices": result.slices, "layout": result.layout,
             "transfer_syntax": result.transfer_syntax, "photometric": result.photometric}  # fmt: skip
-
-
-def _write_store(out: Path, staged: np.ndarray, rows: int, modality: DicomModality) -> None:
-    store = np.lib.format.open_memmap(out / VOLUMES_FILE, "w+", np.float16, (rows, *modality.volume_shape))
-    for row in range(rows):  # row by row: never the whole cohort in memory
-        store[row] = staged[row]
-    store.flush()
-    del store
 
 
 def _report(

@@ -12,6 +12,7 @@ from pathlib import Path
 from clinfuse.pipelines.registry.bundle import ALIGNMENTS_DIR, MODALITIES_FILE
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.config import CohortConfig, load_cohort_config
+from clinfuse.platform.dask_workers import DaskWorkers
 from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.ingest.runner import ingest_config
 
@@ -47,7 +48,7 @@ def frozen_alignments(bundle: Path) -> dict[str, dict]:
 
 
 def ingest_for_scoring(
-    config_path: Path, bundle: Path, cache: Path, workers: int | None, progress: bool
+    config_path: Path, bundle: Path, cache: Path, workers: DaskWorkers | None, progress: bool
 ) -> FeatureCache:
     """Build (or reuse, when unchanged) the scoring feature cache of the cohort."""
     ingest_config(scoring_config(config_path, bundle), cache, workers=workers, progress=progress,

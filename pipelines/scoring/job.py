@@ -14,8 +14,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,10 +22,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from clinfuse.pipelines.registry.store import ModelRegistry
+from clinfuse.pipelines.registry.store import ModelRegistry, ResolvedModel
 from clinfuse.pipelines.scoring.chunk import ChunkTask, score_chunk
-from clinfuse.pipelines.scoring.frozen_ingest import ingest_for_scoring
+from clinfuse.pipelines.scoring.frozen_ingest import ingest_for_scoring, scoring_config
 from clinfuse.pipelines.scoring.results import METADATA_KEY
+from clinfuse.platform.dask_workers import DaskWorkers
 from clinfuse.platform.errors import ClinFuseError
 from tqdm import tqdm
 
@@ -60,9 +60,17 @@ def score(
         raise ClinFuseError(f"--out {out} must end in .parquet", "e.g. --out scores.parquet")
     started = time.perf_counter()
     resolved = ModelRegistry().resolve(model_ref)
-    manifest_sha256 = resolved.manifest_sha256
+    scoring_config(config, resolved.path)  # a config that does not fit the model fails before workers start
     work = out.with_suffix(".work")
-    cache = ingest_for_scoring(config, resolved.path, work / "cache", workers=None, progress=progress)
+    with DaskWorkers(workers, scheduler) as cluster:
+        cluster.start()  # workers spawn while the ingest runs here; they decode its rest, then score the chunks
+        return _score_on(cluster, resolved, config, out, work, explain, chunk_size, progress, started)
+
+
+def _score_on(cluster: DaskWorkers, resolved: ResolvedModel, config: Path, out: Path, work: Path, explain: bool,
+              chunk_size: int, progress: bool, started: float) -> ScoreSummary:  # fmt: skip
+    manifest_sha256 = resolved.manifest_sha256
+    cache = ingest_for_scoring(config, resolved.path, work / "cache", workers=cluster, progress=progress)
     patients = len(cache.cohort)
     ingested = time.perf_counter()
     job = {
@@ -92,9 +100,7 @@ def score(
         )  # fmt: skip
         for start in pending
     }
-    failed = _run_chunks(
-        tasks, chunks_dir, workers, scheduler, progress, total=len(starts), done=len(starts) - len(pending)
-    )
+    failed = _run_chunks(tasks, chunks_dir, cluster, progress, total=len(starts), done=len(starts) - len(pending))
     if failed:
         raise ClinFuseError(
             f"{len(failed)} chunk(s) of {len(starts)} failed ({failed[0]}); the other chunks are saved",
@@ -133,16 +139,16 @@ def _resume_or_start(job_file: Path, chunks_dir: Path, job: dict) -> dict:
     return job
 
 
-def _run_chunks(tasks: dict[int, ChunkTask], chunks_dir: Path, workers: int, scheduler: str | None, progress: bool,
-                total: int, done: int) -> list[str]:  # fmt: skip
+def _run_chunks(tasks: dict[int, ChunkTask], chunks_dir: Path, cluster: DaskWorkers, progress: bool, total: int,
+                done: int) -> list[str]:  # fmt: skip
     """Score the pending chunks on Dask, saving each as it finishes; returns the failures' descriptions."""
     failed: list[str] = []
     if not tasks:
         return failed
     from dask.distributed import as_completed
 
-    with _dask_client(workers, scheduler) as client, tqdm(total=total, initial=done, unit="chunk", desc="scoring",
-                                                          disable=not progress) as bar:  # fmt: skip
+    client = cluster.client()
+    with tqdm(total=total, initial=done, unit="chunk", desc="scoring", disable=not progress) as bar:
         futures = {client.submit(score_chunk, task, pure=False, retries=1): start for start, task in tasks.items()}
         for future in as_completed(futures):
             start = futures[future]
@@ -152,24 +158,6 @@ def _run_chunks(tasks: dict[int, ChunkTask], chunks_dir: Path, workers: int, sch
                 failed.append(f"chunk at row {start}: {type(exc).__name__}: {str(exc)[:200]}")
             bar.update(1)
     return failed
-
-
-@contextmanager
-def _dask_client(workers: int, scheduler: str | None) -> Iterator:
-    """A client on the scheduler at `scheduler`, else on a LocalCluster of `workers` single-threaded processes
-    on loopback; both run the same tasks."""
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler:
-        with Client(scheduler, timeout="30s") as client:
-            yield client
-        return
-    with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                     dashboard_address=None, silence_logs=40) as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
-        yield client
 
 
 def _chunk_path(chunks_dir: Path, start: int) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clinfuse.platform.dask_workers import DaskWorkers
 from clinfuse.platform.security import Pseudonymiser
 
 
@@ -15,7 +16,7 @@ class IngestContext:
     pseudonymise: Pseudonymiser
     scratch: Path  # private temporary folder, deleted after the run
     previous: Path | None  # the modality's folder in the previous complete cache, for per-item reuse
-    workers: int = 1
+    workers: DaskWorkers = field(default_factory=lambda: DaskWorkers(1))  # parallel decoding; owned by the caller
     progress: bool = False
     alignment: dict | None = None  # a frozen alignment (scoring): applied, never refitted
     input_digests: dict[str, str] = field(default_factory=dict)  # input file path -> content digest

@@ -28,6 +28,7 @@ from clinfuse.platform.cache.feature_cache import (
     describe_file,
 )
 from clinfuse.platform.config import CohortConfig, load_cohort_config
+from clinfuse.platform.dask_workers import DaskWorkers
 from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.ingest.cohort_table import SCORING_SPLIT, SPLITS, Cohort, load_cohort
 from clinfuse.platform.ingest.context import IngestContext
@@ -52,15 +53,22 @@ class IngestResult:
     up_to_date: bool
 
 
-def ingest(config_path: Path, out: Path, workers: int | None = None, progress: bool = False) -> IngestResult:
-    """Build or refresh the feature cache at `out` from the cohort config at `config_path` (for training)."""
-    return ingest_config(load_cohort_config(config_path), out, workers=workers, progress=progress)
+def ingest(
+    config_path: Path, out: Path, workers: int | None = None, progress: bool = False, scheduler: str | None = None
+) -> IngestResult:
+    """Build or refresh the feature cache at `out` from the cohort config at `config_path` (for training).
+
+    Decoding runs on up to `workers` local worker processes (default: one per core), or on the Dask cluster
+    at `scheduler`, whose workers must see the input files at the same paths."""
+    config = load_cohort_config(config_path)
+    with DaskWorkers(workers, scheduler) as parallel:
+        return ingest_config(config, out, workers=parallel, progress=progress)
 
 
 def ingest_config(
     config: CohortConfig,
     out: Path,
-    workers: int | None = None,
+    workers: DaskWorkers | None = None,
     progress: bool = False,
     frozen_alignments: dict[str, dict] | None = None,
 ) -> IngestResult:
@@ -71,7 +79,7 @@ def ingest_config(
     fitting one. A full disk (or quota) anywhere on the way is one error; the previous cache stays as it was.
     """
     try:
-        return _ingest(config, out, workers, progress, frozen_alignments)
+        return _ingest(config, out, workers or DaskWorkers(1), progress, frozen_alignments)
     except Exception as exc:
         full = _disk_full(exc)
         if full is None:
@@ -90,7 +98,7 @@ def ingest_config(
 def _ingest(
     config: CohortConfig,
     out: Path,
-    workers: int | None,
+    workers: DaskWorkers,
     progress: bool,
     frozen_alignments: dict[str, dict] | None,
 ) -> IngestResult:
@@ -133,7 +141,7 @@ def _build(
     staging: Path,
     scratch: Path,
     pseudonymise: Pseudonymiser,
-    workers: int | None,
+    workers: DaskWorkers,
     progress: bool,
     frozen_alignments: dict[str, dict],
 ) -> tuple[dict, pd.DataFrame, list[str], list[str]]:
@@ -164,7 +172,7 @@ def _build(
                 pseudonymise=pseudonymise,
                 scratch=scratch,
                 previous=previous_dir if previous_dir and previous_dir.exists() else None,
-                workers=workers or os.cpu_count() or 1,
+                workers=workers,
                 progress=progress,
                 input_digests=input_digests[modality.name],
                 alignment=frozen_alignments.get(modality.name),

@@ -40,6 +40,8 @@ class Ingested:
     patient_of: dict[str, dict[str, str]]  # modality -> file path relative to the imaging folder -> patient id
     report: dict  # ingest_report.json ({} when none was written)
     cohort: pd.DataFrame  # cohort.parquet (empty when none was written)
+    config: Path
+    cache: Path
 
 
 def _series_folder(path: str) -> str | None:
@@ -85,7 +87,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Ingested:
     )
     report = json.loads((cache / "ingest_report.json").read_text()) if (cache / "ingest_report.json").is_file() else {}
     table = pd.read_parquet(cache / "cohort.parquet") if (cache / "cohort.parquet").is_file() else pd.DataFrame()
-    return Ingested(done.returncode, done.stdout, done.stderr, patient_of, report, table)
+    return Ingested(done.returncode, done.stdout, done.stderr, patient_of, report, table, root / "cohort.yaml", cache)
 
 
 def _listed(report: dict, name: str) -> dict[str, list[tuple[str, str]]]:
@@ -186,3 +188,37 @@ def test_no_reason_calls_an_image_object_not_an_image(ingested: Ingested, name: 
     assert ingested.code == 0, f"exit {ingested.code}; stderr:\n{ingested.stderr[-4000:]}"
     contradictory = {p: r for p, (_, r) in _fates(ingested, name).items() if CONTRADICTION.match(r)}
     assert not contradictory, contradictory
+
+
+def test_a_dask_cluster_decodes_every_file_as_this_process_does(ingested: Ingested, tmp_path: Path) -> None:
+    """`clinfuse ingest --scheduler` hands the decoding to the cluster's workers (here threads of this process, on
+    loopback): the cache's arrays, rows and file reports equal the one-process ingest's, file by file."""
+    import numpy as np
+    import torch
+    from dask.distributed import LocalCluster
+
+    threads = torch.get_num_threads()  # the workers set one torch thread in the process they run in: this one
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+                          dashboard_address=None) as cluster:  # fmt: skip
+            cache = tmp_path / "cache"
+            done = subprocess.run(
+                [str(Path(sys.executable).parent / "clinfuse"), "ingest", "--config", str(ingested.config),
+                 "--out", str(cache), "--scheduler", cluster.scheduler_address],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            on_cluster = "run_batch" in cluster.scheduler.task_prefixes  # the name of DaskWorkers' tasks
+    finally:
+        torch.set_num_threads(threads)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert on_cluster, "no decoding task ran on the cluster"
+    report = json.loads((cache / "ingest_report.json").read_text())
+    for name, array in (("flat", "images"), ("volume", "volumes")):
+        ours, theirs = report["modalities"][name], ingested.report["modalities"][name]
+        for section in ("files_seen", "files_read", "skipped", "failed", "patients_present"):
+            assert ours[section] == theirs[section], f"{name}: {section} differs"
+        assert np.array_equal(
+            np.load(cache / "modalities" / name / f"{array}.npy"),
+            np.load(ingested.cache / "modalities" / name / f"{array}.npy"),
+        ), f"{name}: decoded {array} differ"
