@@ -8,6 +8,7 @@ workers are ready. Scoring shares one cluster between its ingest and its chunks,
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections import deque
@@ -25,9 +26,10 @@ _CONNECT_TIMEOUT = "20s"
 class DaskWorkers:
     """Where parallel work runs; `ready()` says whether handing work over costs nothing more."""
 
-    def __init__(self, count: int | None = None, scheduler: str | None = None) -> None:
+    def __init__(self, count: int | None = None, scheduler: str | None = None, preload: tuple[str, ...] = ()) -> None:
         self.count = count or os.cpu_count() or 1
         self.scheduler = scheduler
+        self.preload = preload  # modules each worker imports before it is counted ready
         self._started: threading.Thread | None = None
         self._ready = threading.Event()
         self._client: Any = None
@@ -129,22 +131,26 @@ class DaskWorkers:
             if self.scheduler:
                 self._client = Client(self.scheduler, timeout=_CONNECT_TIMEOUT)
             else:
+                # the status page on a free loopback port: its default (8787) warns on the user's terminal when taken
                 self._cluster = LocalCluster(n_workers=self.count, threads_per_worker=1, processes=True,
-                                             host="127.0.0.1", dashboard_address=None, silence_logs=40)  # fmt: skip
+                                             host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                             silence_logs=40)  # fmt: skip
                 self._client = Client(self._cluster)
-            self._client.run(prepare_worker)
+            self._client.run(prepare_worker, self.preload)
         except BaseException as error:  # noqa: BLE001 - reported by client(), in the caller's thread
             self._error = error
         finally:
             self._ready.set()
 
 
-def prepare_worker() -> None:
-    """One torch thread per worker process (N processes x N threads would oversubscribe the cores), and torch
-    imported before the first task, while the caller is still busy."""
+def prepare_worker(preload: tuple[str, ...] = ()) -> None:
+    """One torch thread per worker process (N processes x N threads would oversubscribe the cores); torch and the
+    `preload` modules imported before the first task, while the caller is still busy."""
     import torch
 
     torch.set_num_threads(1)
+    for module in preload:
+        importlib.import_module(module)
 
 
 def run_batch(function: Callable[[Any], Any], batch: list) -> list:

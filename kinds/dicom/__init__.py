@@ -19,6 +19,7 @@ class DicomKind(ModalityKind):
     architectures: ClassVar[tuple[str, ...]] = ("small_cnn", "densenet121", "densenet121_3d")
     default_architectures: ClassVar[dict[str, str]] = {"gpu": "densenet121", "cpu": "small_cnn"}
     channels_last = True
+    worker_modules: ClassVar[tuple[str, ...]] = ("clinfuse.kinds.dicom.ingest", "monai.transforms", "pylibjpeg")
 
     def ingest(self, config, cohort, out: Path, context):
         from clinfuse.kinds.dicom.ingest import ingest_dicom

@@ -28,6 +28,7 @@ from clinfuse.pipelines.scoring.frozen_ingest import ingest_for_scoring, scoring
 from clinfuse.pipelines.scoring.results import METADATA_KEY
 from clinfuse.platform.dask_workers import DaskWorkers
 from clinfuse.platform.errors import ClinFuseError
+from clinfuse.platform.ingest.runner import worker_modules
 from tqdm import tqdm
 
 CHUNK_SIZE = 100
@@ -60,9 +61,10 @@ def score(
         raise ClinFuseError(f"--out {out} must end in .parquet", "e.g. --out scores.parquet")
     started = time.perf_counter()
     resolved = ModelRegistry().resolve(model_ref)
-    scoring_config(config, resolved.path)  # a config that does not fit the model fails before workers start
+    fitted = scoring_config(config, resolved.path)  # a config that does not fit the model fails before workers start
     work = out.with_suffix(".work")
-    with DaskWorkers(workers, scheduler) as cluster:
+    preload = (*worker_modules(fitted), score_chunk.__module__)
+    with DaskWorkers(workers, scheduler, preload=preload) as cluster:
         cluster.start()  # workers spawn while the ingest runs here; they decode its rest, then score the chunks
         return _score_on(cluster, resolved, config, out, work, explain, chunk_size, progress, started)
 

@@ -61,8 +61,13 @@ def ingest(
     Decoding runs on up to `workers` local worker processes (default: one per core), or on the Dask cluster
     at `scheduler`, whose workers must see the input files at the same paths."""
     config = load_cohort_config(config_path)
-    with DaskWorkers(workers, scheduler) as parallel:
+    with DaskWorkers(workers, scheduler, preload=worker_modules(config)) as parallel:
         return ingest_config(config, out, workers=parallel, progress=progress)
+
+
+def worker_modules(config: CohortConfig) -> tuple[str, ...]:
+    """What the config's kinds want imported on a Dask worker before it takes their work."""
+    return tuple(dict.fromkeys(name for m in config.modalities for name in get_kind(m.kind).worker_modules))
 
 
 def ingest_config(

@@ -91,6 +91,9 @@ class ModalityKind(ABC):
     architectures: ClassVar[tuple[str, ...]]
     default_architectures: ClassVar[dict[str, str]]  # {"cpu": ..., "gpu": ...}, both in `architectures`
     channels_last: ClassVar[bool] = False  # inputs are images: channels-last memory on GPU
+    # modules a Dask worker imports before it is counted ready for this kind's ingest work: lazy imports that its
+    # first task would otherwise pay while the client, having handed the work over, waits
+    worker_modules: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def ingest(self, config: Any, cohort: Cohort, out: Path, context: IngestContext) -> ModalityOutput:

@@ -3,6 +3,7 @@ end-to-end half, ingest -> train -> explain -> score -> dashboard, is tests/kind
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import re
 import typing
@@ -37,6 +38,10 @@ def check_kind(kind: ModalityKind) -> None:
     for field in model.path_fields:
         if field not in model.model_fields:
             raise ClinFuseError(f"{where}: path field '{field}' is not a field of its config", "fix path_fields")
+    unimportable = [name for name in kind.worker_modules if importlib.util.find_spec(name) is None]
+    if unimportable:
+        raise ClinFuseError(f"{where}: worker_modules {', '.join(unimportable)} cannot be imported",
+                            "list importable module names, or none")  # fmt: skip
     if not kind.architectures:
         raise ClinFuseError(f"{where} names no encoder architecture", "list them in `architectures`")
     for device in ("cpu", "gpu"):

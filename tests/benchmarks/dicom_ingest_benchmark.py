@@ -1,5 +1,6 @@
 """DICOM ingest benchmark: 2D radiographs, CT series and multi-frame CT objects through the dicom kind's ingest
-in this process and with worker processes, and reads from the feature cache vs. decoding, for volumes and 2D images.
+in this process and with Dask worker processes, and reads from the feature cache vs. decoding, for volumes and 2D
+images.
 
 What one run measures (every figure printed is measured in that run, on this machine):
 
@@ -8,27 +9,43 @@ What one run measures (every figure printed is measured in that run, on this mac
    --enhanced-share (`ct.ENHANCED_RATE`, 0.15 in the demo) so that both CT layouts carry enough work. The CT study
    folders are split (hard links) into one folder of single-frame series and one of multi-frame objects. The
    cohort's radiographs are replicated under new patient ids (PatientID rewritten, pixel data untouched, so every
-   copy decodes exactly as its original) until about --radiographs images are selected, so that the pool-forced
-   2D run has work left once its workers are running.
+   copy decodes exactly as its original) until about --radiographs images are selected, so that the 2D run whose
+   cluster starts at once has work left once its workers are ready.
 2. Ingest throughput: the dicom kind's `ingest_dicom(modality, cohort, out, context)` per workload, run three
-   ways: (i) `context.workers` 1; (ii) --workers N with the kind's own rule (`scan.decode_all` decodes in this
-   process and hands the rest to N spawned workers only when, after `scan._MEASURE_S` of decoding, the estimated
-   rest would take this process more than `scan._WORTH_STARTING` x `scan.WORKER_START_UP_S`); (iii) N workers
-   with the pool forced from the first item (`scan.WORKER_START_UP_S` and `scan._MEASURE_S` set to 0 for that
-   run only), which measures N-worker scaling and what starting the workers costs. An untimed warm-up first
-   imports MONAI and the decoders in this process, so (ii)'s estimate is not inflated by the first item paying
-   those imports, as it is in a cold process. Content digests are given as
-   `clinfuse ingest` gives them. Items are images (2D), slices of single-frame series, or frames of multi-frame
-   objects. Whether workers ran is read from the CPU time of finished child processes; when and after how many
-   items the pool was started is recorded by wrapping `scan.ProcessPoolExecutor` (this process only; the
-   functions sent to the workers are untouched). Columns: the header pass (always in this process); the decode
-   stage; the pool's first result after hand-off (the workers' imports of torch and MONAI plus one chunk of
-   items); the pool's rate once every worker has returned its first chunk (all running); cpu/wall: CPU time of
-   this process and its finished workers over wall time (about 1.0 per busy core; lower: the machine was shared).
-   Derived: the speed-up of (iii) over (i); the effective start-up cost, (iii)'s decode seconds minus (i)'s
-   divided by N (what the pool cost beyond perfect scaling: the quantity `WORKER_START_UP_S` stands for); the
-   break-even it implies (the pool is faster once the rest would take this process more than start-up x N / (N - 1));
-   and whether (ii) took the faster of (i) and (iii).
+   ways, each with a `DaskWorkers` of its own as `context.workers`, closed inside the timed run as `ingest` closes
+   its own: (i) `DaskWorkers(1)`: everything in this process; (ii) `DaskWorkers(N)` with the kind's own rule
+   (`scan.run_all`, which serves the header pass and the decode stage, works in this process and, when after
+   `scan._MEASURE_S` of work the estimated rest exceeds `scan._WORTH_STARTING` x `scan.WORKER_START_UP_S`, starts
+   a LocalCluster of N single-threaded worker processes in a background thread; the cluster takes the rest of the
+   running stage as soon as it is ready, this process working on meanwhile); (iii) `DaskWorkers(N)` started at
+   once: its `start()` is called just before the ingest (inside the timed run; the kind's thresholds are left
+   alone), so the cluster starts in the background while this process works through the header pass and the
+   decode stage, and takes the rest of whichever stage is running once it is ready. (iii) measures N-worker
+   scaling and what starting the cluster costs when this process keeps working during its start. An untimed
+   warm-up first imports MONAI and the decoders in this process, so (ii)'s estimate is not inflated by the first
+   item paying those imports, as it is in a cold process. Content digests are given as `clinfuse ingest` gives
+   them. Items are images (2D), slices of single-frame series, or frames of multi-frame objects.
+   When the cluster was asked to start (in which stage, after how many of its items, seconds into the ingest),
+   when it was ready (its first `map_ordered` call: `run_all` hands over at the first item after the cluster is
+   ready) and how many items of that stage this process had done are recorded by wrapping `DaskWorkers.start`,
+   `DaskWorkers.map_ordered` and `scan.run_all` in this process (the functions sent to the workers are
+   untouched); whether workers ran is read from that hand-off record. A cluster asked to start but not ready
+   before the work ran out is waited for after the ingest (closing the workers waits for their start anyway), so
+   its start-up is measured too. Columns: where the work ran; the start request and the hand-off; start-up, the
+   seconds from the request to ready; the header pass (listing included); the decode stage; the cluster's first
+   decode result after the hand-off (one task's round trip, plus what the workers import on their first task:
+   they count as ready once torch is imported, the kind's modules, MONAI and the decoders come with the task);
+   the cluster's steady rate, once the tasks submitted before its first result are back (results come in
+   order and only a few tasks per worker are in flight, so those tasks are held up by the first one, and the
+   items after them were submitted later; recorded by wrapping `Client.submit` in this process; none when the
+   whole rest fit in that first window); closing the workers; cpu/wall: CPU time of this process
+   and of the worker processes (reaped when the cluster closes) over wall time (about 1.0 per busy core; lower:
+   the machine was shared). Derived: the speed-up of (iii) over (i); the effective start-up cost, (iii)'s header
+   pass plus decode stage minus (i)'s divided by N (what the cluster cost beyond perfect scaling); the break-even
+   it implies (starting the cluster at once is faster once the work would take this process more than start-up x
+   N / (N - 1); with this process working during the start and perfect scaling, that is the start-up time itself,
+   which `_WORTH_STARTING` x `WORKER_START_UP_S` stands for); and whether (ii) took the faster of (i) and (iii),
+   by whole-ingest wall time.
 3. Cache vs. decode: the real cache build (`ingest(config, cache, workers=1)` on a config holding the two dicom
    modalities), then --epochs epochs each way in shuffled batches converted to float32 torch tensors:
    (a) rows read with the dicom kind's reader (`image_reader`, memory-mapped `volumes` / `images` arrays);
@@ -115,92 +132,137 @@ class Stopwatch:
 
 
 @dataclass
-class Stages:
-    """Seconds spent in the ingest's header pass and decode stage, and when the decode stage started its worker
-    pool, after how many items and with what chunk size (never, for a run that stayed in this process)."""
+class StageRecord:
+    """One `scan.run_all` call (the header pass or the decode stage), in seconds since the ingest began: its items,
+    and when the cluster took the rest (never, for a stage that stayed in this process)."""
 
-    header_s: float = float("nan")
-    decode_s: float = float("nan")
-    arguments: int = 0  # items handed to the decode stage (images, or series)
-    yielded: int = 0
-    handoff_items: int | None = None  # items decoded in this process before the pool started
-    handoff_s: float = float("nan")  # decode-stage seconds when the pool started
-    chunksize: int = 0
-    first_pool_s: float = float("nan")  # decode-stage seconds when the pool's first result arrived
-    all_running_s: float = float("nan")  # decode-stage seconds when every worker had returned its first chunk
+    items: int = 0
+    started_s: float = float("nan")
+    ended_s: float = float("nan")  # its last item, or its close (the ingest closes the decode stage's outcomes)
+    done: int = 0  # items yielded so far
+    handoff_items: int | None = None  # items done in this process before the cluster took the rest
+    handoff_s: float = float("nan")
+    first_cluster_s: float = float("nan")  # the cluster's first result
+    first_window: int = 0  # items submitted to the cluster before its first result came back
+    window_back_s: float = float("nan")  # the last of those items came back
+    last_s: float = float("nan")  # the last item came back
+
+    @property
+    def seconds(self) -> float:
+        return self.ended_s - self.started_s
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A point of one ingest: its stage, how many of that stage's items were done, seconds since the ingest began."""
+
+    stage: str  # before the ingest | header pass | decode stage
+    items: int
+    at_s: float
+
+
+@dataclass
+class Stages:
+    """What one ingest spent where, and when its cluster was asked to start, was ready and was closed."""
+
+    header_s: float = float("nan")  # scan_folder: listing the folder and the header pass
+    header: StageRecord = field(default_factory=StageRecord)
+    decode: StageRecord = field(default_factory=StageRecord)
+    asked: Moment | None = None  # the first `DaskWorkers.start` call
+    ready_s: float = float("nan")  # the first `map_ordered` call; else, if asked, waited for after the ingest
+    ready_in_time: bool = False  # ready before the work ran out: the cluster took some of it
+    close_s: float = 0.0
+
+    @property
+    def handoff(self) -> Moment | None:
+        """Where the cluster first took over, if it did."""
+        for name, record in (("header pass", self.header), ("decode stage", self.decode)):
+            if record.handoff_items is not None:
+                return Moment(name, record.handoff_items, record.handoff_s)
+        return None
+
+    @property
+    def work_s(self) -> float:
+        """The two stages whose items can go to the cluster."""
+        return self.header_s + self.decode.seconds
 
 
 @contextlib.contextmanager
-def timed_stages(stages: Stages) -> Iterator[None]:
-    """Time the dicom ingest's header pass and decode stage and record the decode stage's hand-off to its pool, by
-    wrapping what the ingest calls in this process (the functions sent to worker processes are untouched)."""
+def recorded(stages: Stages) -> Iterator[Callable[[], float]]:
+    """Record one ingest's `stages` by wrapping, in this process only, what it calls: the dicom kind's `scan_folder`
+    and `run_all`, the workers' `start` and `map_ordered`, and the client's `submit` (the functions sent to the
+    workers are untouched). Yields the clock: seconds since the ingest began."""
     from clinfuse.kinds.dicom import ingest as ingest_module
     from clinfuse.kinds.dicom import scan
-    from clinfuse.kinds.dicom import volume_ingest as volume_module
+    from clinfuse.platform.dask_workers import DaskWorkers, run_batch
+    from distributed import Client
 
-    scan_folder, decode_all, pool_class = ingest_module.scan_folder, scan.decode_all, scan.ProcessPoolExecutor
-    started = float("nan")
+    scan_folder, run_all = ingest_module.scan_folder, scan.run_all
+    start, map_ordered, submit = DaskWorkers.start, DaskWorkers.map_ordered, Client.submit
+    began = time.perf_counter()
+    stage, record = "before the ingest", StageRecord()
+
+    def clock() -> float:
+        return time.perf_counter() - began
 
     def timed_scan(*args: object) -> object:
+        nonlocal stage, record
+        stage, record = "header pass", stages.header
         begun = time.perf_counter()
         try:
             return scan_folder(*args)
         finally:
             stages.header_s = time.perf_counter() - begun
+            stage, record = "decode stage", stages.decode
 
-    def timed_decode(function: Callable, arguments: list, context: IngestContext, desc: str) -> Iterator[object]:
-        nonlocal started
-        started = time.perf_counter()
-        stages.arguments = len(arguments)
-        try:  # closing: the volume ingest closes its outcomes after the last item, which stops the pool
-            with contextlib.closing(decode_all(function, arguments, context, desc)) as outcomes:
-                for outcome in outcomes:
-                    if stages.handoff_items is not None:
-                        from_pool = stages.yielded - stages.handoff_items
-                        if from_pool == 0:
-                            stages.first_pool_s = time.perf_counter() - started
-                        if from_pool == context.workers * stages.chunksize - 1:
-                            stages.all_running_s = time.perf_counter() - started
-                    stages.yielded += 1
-                    yield outcome
-        finally:
-            stages.decode_s = time.perf_counter() - started
+    def counted_run_all(function: Callable, arguments: list, context: IngestContext, desc: str) -> Iterator[object]:
+        own = record  # the stage this call serves, fixed now: the generator below runs later
+        own.items, own.started_s = len(arguments), clock()
 
-    class RecordingPool(pool_class):
-        """The decode stage's pool, noting when it starts (and how many items came before) and its chunk size."""
+        def outcomes() -> Iterator[object]:
+            try:  # closing: the ingest closes its outcomes after the last item, which stops the hand-over
+                with contextlib.closing(run_all(function, arguments, context, desc)) as inner:
+                    for outcome in inner:
+                        if own.handoff_items is not None and own.done == own.handoff_items:
+                            own.first_cluster_s = clock()
+                        if own.handoff_items is not None and own.done == own.handoff_items + own.first_window - 1:
+                            own.window_back_s = clock()
+                        own.last_s = clock()
+                        yield outcome
+                        own.done += 1
+            finally:
+                own.ended_s = clock()
 
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            stages.handoff_items, stages.handoff_s = stages.yielded, time.perf_counter() - started
-            super().__init__(*args, **kwargs)
+        return outcomes()
 
-        def map(self, fn: Callable, *iterables: object, timeout: float | None = None, chunksize: int = 1) -> Iterator:
-            stages.chunksize = chunksize
-            return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+    def recorded_start(self: DaskWorkers) -> None:
+        if stages.asked is None:  # `client()` calls `start()` again
+            stages.asked = Moment(stage, record.done, clock())
+        start(self)
 
-    patches = [(ingest_module, "scan_folder", timed_scan), (ingest_module, "decode_all", timed_decode),
-               (volume_module, "decode_all", timed_decode), (scan, "ProcessPoolExecutor", RecordingPool)]  # fmt: skip
-    originals = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    def recorded_map_ordered(self: DaskWorkers, function: Callable, items: list) -> Iterator[object]:
+        if record.handoff_items is None:
+            record.handoff_items, record.handoff_s = record.done, clock()
+        if not stages.ready_in_time:
+            stages.ready_s, stages.ready_in_time = clock(), True
+        return map_ordered(self, function, items)
+
+    def recorded_submit(self: Client, function: Callable, *args: object, **kwargs: object) -> object:
+        if function is run_batch and math.isnan(record.first_cluster_s):  # run_batch(function, batch)
+            record.first_window += len(args[1])
+        return submit(self, function, *args, **kwargs)
+
+    patches = [(ingest_module, "scan_folder", timed_scan), (scan, "run_all", counted_run_all),
+               (DaskWorkers, "start", recorded_start), (DaskWorkers, "map_ordered", recorded_map_ordered),
+               (Client, "submit", recorded_submit)]  # fmt: skip
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:
-        for module, name, replacement in patches:
-            setattr(module, name, replacement)
-        yield
+        for owner, name, replacement in patches:
+            setattr(owner, name, replacement)
+        yield clock
     finally:
-        for module, name, original in originals:
-            setattr(module, name, original)
-
-
-@contextlib.contextmanager
-def pool_forced() -> Iterator[None]:
-    """The decode stage hands over to its workers after its first item: no start-up cost to outweigh, nothing to
-    measure first."""
-    from clinfuse.kinds.dicom import scan
-
-    saved = scan.WORKER_START_UP_S, scan._MEASURE_S
-    scan.WORKER_START_UP_S, scan._MEASURE_S = 0.0, 0.0
-    try:
-        yield
-    finally:
-        scan.WORKER_START_UP_S, scan._MEASURE_S = saved
+        for owner, name, original in originals:
+            setattr(owner, name, original)
 
 
 @dataclass(frozen=True)
@@ -221,7 +283,7 @@ Mode = Literal["one", "rule", "forced"]
 @dataclass(frozen=True)
 class IngestRun:
     workload: Workload
-    mode: Mode  # one: 1 worker; rule: N workers, the kind's hand-off rule; forced: N workers from the first item
+    mode: Mode  # one: 1 worker; rule: N workers, the kind's rule; forced: N workers, the cluster started at once
     workers: int
     selected: int  # images or volumes decoded
     items: int  # files, slices or frames decoded
@@ -232,11 +294,11 @@ class IngestRun:
     @property
     def label(self) -> str:
         return {"one": "1 worker", "rule": f"{self.workers} workers, kind's rule",
-                "forced": f"{self.workers} workers, pool forced"}[self.mode]  # fmt: skip
+                "forced": f"{self.workers} workers, started at once"}[self.mode]  # fmt: skip
 
     @property
-    def in_workers(self) -> bool:
-        return self.timing.children_cpu_s > 0.05
+    def handed_over(self) -> bool:
+        return self.stages.handoff is not None
 
     @property
     def rate(self) -> float:
@@ -245,32 +307,53 @@ class IngestRun:
     @property
     def per_worker(self) -> float:
         """The rate per process that decoded: a run that stayed in this process had one."""
-        return self.rate / (self.workers if self.in_workers else 1)
+        return self.rate / (self.workers if self.handed_over else 1)
 
     @property
     def decode_rate(self) -> float:
-        return self.items / self.stages.decode_s if self.items and self.stages.decode_s > 0 else float("nan")
+        seconds = self.stages.decode.seconds
+        return self.items / seconds if self.items and seconds > 0 else float("nan")
+
+    def moment(self, moment: Moment | None) -> str:
+        if moment is None:
+            return "never"
+        if moment.stage == "before the ingest":
+            return moment.stage
+        unit = "files" if moment.stage == "header pass" else self.workload.decodes
+        return f"{moment.stage}, after {moment.items} {unit}, {moment.at_s:.1f} s"
 
     @property
-    def handoff(self) -> str:
-        s = self.stages
-        if s.handoff_items is None:
-            return "none"
-        return f"after {s.handoff_items} {self.workload.decodes}, {s.handoff_s:.1f} s"
+    def start_up_s(self) -> float:
+        """Seconds from asking for the cluster to its being ready (nan: never asked)."""
+        asked = self.stages.asked
+        return self.stages.ready_s - asked.at_s if asked is not None else float("nan")
 
     @property
-    def first_pool_wait(self) -> float:
-        """Seconds from starting the pool to its first result: spawning, imports, then one chunk decoded."""
-        return self.stages.first_pool_s - self.stages.handoff_s
+    def start_up(self) -> str:
+        if self.stages.asked is None:
+            return "-"
+        return f"{self.start_up_s:.1f}" + ("" if self.stages.ready_in_time else " (after the work)")
 
     @property
-    def pool_rate(self) -> float:
-        """Items per second from the pool once every worker had returned its first chunk (workers start one after
-        the other on a busy machine), in the workload's unit."""
-        s = self.stages
-        if s.handoff_items is None or not self.selected:
+    def ready(self) -> str:
+        if self.stages.ready_in_time:
+            return f"ready {self.start_up_s:.1f} s after the request"
+        return f"ready only after the work, {self.start_up_s:.1f} s after the request"
+
+    @property
+    def first_cluster_wait(self) -> float:
+        """Seconds from the decode stage's hand-off to the cluster's first result: one task's round trip and the
+        imports its function brings to each worker."""
+        return self.stages.decode.first_cluster_s - self.stages.decode.handoff_s
+
+    @property
+    def cluster_rate(self) -> float:
+        """Items per second from the cluster in the decode stage once the tasks submitted before its first result
+        are back, in the workload's unit (nan: the whole rest fit in those)."""
+        d = self.stages.decode
+        if d.handoff_items is None or not self.selected:
             return float("nan")
-        after, seconds = s.arguments - s.handoff_items - self.workers * s.chunksize, s.decode_s - s.all_running_s
+        after, seconds = d.items - d.handoff_items - d.first_window, d.last_s - d.window_back_s
         return after / seconds * self.items / self.selected if after > 0 and seconds > 0 else float("nan")
 
 
@@ -329,10 +412,11 @@ def header(args: argparse.Namespace) -> None:
     print(f"parameters   patients={args.patients} seed={args.seed} radiographs={args.radiographs} "
           f"enhanced_share={args.enhanced_share} volume_reads={args.volume_reads} epochs={args.epochs} "
           f"workers={args.workers}")  # fmt: skip
-    print(f"hand-off     kinds/dicom/scan.py decode_all decodes in this process; after _MEASURE_S = "
-          f"{scan._MEASURE_S:g} s it hands the rest to the workers if the estimated rest in this process exceeds "
-          f"_WORTH_STARTING = {scan._WORTH_STARTING:g} x WORKER_START_UP_S = {scan.WORKER_START_UP_S:g} s, i.e. "
-          f"{scan._WORTH_STARTING * scan.WORKER_START_UP_S:g} s")  # fmt: skip
+    print(f"hand-off     kinds/dicom/scan.py run_all works in this process; after _MEASURE_S = {scan._MEASURE_S:g} s "
+          f"it starts the Dask workers in the background if the estimated rest exceeds _WORTH_STARTING = "
+          f"{scan._WORTH_STARTING:g} x WORKER_START_UP_S = {scan.WORKER_START_UP_S:g} s, i.e. "
+          f"{scan._WORTH_STARTING * scan.WORKER_START_UP_S:g} s, and hands them the rest once they are "
+          "ready")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -424,16 +508,19 @@ def warm_up(radiograph: Path, series: Sequence[list[Path]], size: int, volume_mo
     return time.perf_counter() - started
 
 
-def run_ingest(workload: Workload, mode: Mode, workers: int, work: Path) -> IngestRun:
-    """One `ingest_dicom` of the workload's folder; the output folder is removed afterwards."""
+def run_ingest(workload: Workload, mode: Mode, count: int, work: Path) -> IngestRun:
+    """One `ingest_dicom` of the workload's folder with `DaskWorkers(count)` of its own, closed inside the timed run
+    (started just before the ingest in mode forced); the output folder is removed afterwards."""
     from clinfuse.kinds.dicom.ingest import ingest_dicom
     from clinfuse.kinds.dicom.store import VOLUME_INDEX_FILE
+    from clinfuse.platform.dask_workers import DaskWorkers
     from clinfuse.platform.ingest.context import IngestContext
     from clinfuse.platform.security import Pseudonymiser
 
     run_dir = work / "runs" / f"{workload.unit}-{mode}"
     scratch, out = run_dir / "scratch", run_dir / "out"
     scratch.mkdir(parents=True)
+    workers = DaskWorkers(count)
     context = IngestContext(
         pseudonymise=Pseudonymiser(None, enabled=False),
         scratch=scratch,
@@ -443,9 +530,18 @@ def run_ingest(workload: Workload, mode: Mode, workers: int, work: Path) -> Inge
         input_digests=workload.digests,
     )
     stages = Stages()
-    forcing = pool_forced() if mode == "forced" else contextlib.nullcontext()
-    with forcing, timed_stages(stages), Stopwatch() as sw:
-        output = ingest_dicom(workload.modality, workload.cohort, out, context)
+    with recorded(stages) as clock, Stopwatch() as sw:  # recorded first: its imports (Dask) are not timed
+        try:
+            if mode == "forced":
+                workers.start()
+            output = ingest_dicom(workload.modality, workload.cohort, out, context)
+            if stages.asked is not None and not stages.ready_in_time:  # closing would wait for it anyway
+                workers.client()
+                stages.ready_s = clock()
+        finally:
+            closing = time.perf_counter()
+            workers.close()
+            stages.close_s = time.perf_counter() - closing
     report = output.report
     if workload.modality.volume:
         rows = json.loads((out / VOLUME_INDEX_FILE).read_text())["rows"]
@@ -453,17 +549,19 @@ def run_ingest(workload: Workload, mode: Mode, workers: int, work: Path) -> Inge
     else:
         selected = items = len(output.present_ids)
     shutil.rmtree(run_dir)
-    return IngestRun(workload, mode, workers, selected, items, sw.timing, stages, report["failed"]["count"])
+    return IngestRun(workload, mode, count, selected, items, sw.timing, stages, report["failed"]["count"])
 
 
 def ingest_table(runs: Sequence[IngestRun]) -> str:
     return table(
-        ["workload", "run", "path (child cpu)", "pool started", "decoded", "items", "wall s", "header s",
-         "decode s", "pool 1st s", "cpu/wall", "items/s", "per worker", "decode items/s", "pool items/s"],
-        [[r.workload.label, r.label, "workers" if r.in_workers else "in-process", r.handoff, str(r.selected),
-          f"{r.items} {r.workload.unit}", f"{r.timing.wall_s:.1f}", f"{r.stages.header_s:.1f}",
-          f"{r.stages.decode_s:.1f}", f"{r.first_pool_wait:.1f}", f"{r.timing.cpu_per_wall:.2f}", f"{r.rate:,.1f}",
-          f"{r.per_worker:,.1f}", f"{r.decode_rate:,.1f}", f"{r.pool_rate:,.1f}"]
+        ["workload", "run", "path", "cluster asked", "cluster took over", "start-up s", "decoded", "items", "wall s",
+         "header s", "decode s", "cluster 1st s", "close s", "cpu/wall", "items/s", "per worker", "decode items/s",
+         "cluster steady items/s"],
+        [[r.workload.label, r.label, "cluster" if r.handed_over else "in-process", r.moment(r.stages.asked),
+          r.moment(r.stages.handoff), r.start_up, str(r.selected), f"{r.items} {r.workload.unit}",
+          f"{r.timing.wall_s:.1f}", f"{r.stages.header_s:.1f}", f"{r.stages.decode.seconds:.1f}",
+          f"{r.first_cluster_wait:.1f}", f"{r.stages.close_s:.1f}", f"{r.timing.cpu_per_wall:.2f}", f"{r.rate:,.1f}",
+          f"{r.per_worker:,.1f}", f"{r.decode_rate:,.1f}", f"{r.cluster_rate:,.1f}"]
          for r in runs],
     )  # fmt: skip
 
@@ -485,30 +583,35 @@ class Comparison:
         return self.forced.decode_rate / self.one.decode_rate
 
     @property
-    def pool_speed_up(self) -> float:
-        return self.forced.pool_rate / self.one.decode_rate
+    def cluster_speed_up(self) -> float:
+        return self.forced.cluster_rate / self.one.decode_rate
 
     @property
     def start_up_s(self) -> float:
-        """What the pool cost beyond perfect scaling of the 1-worker decode stage: what WORKER_START_UP_S means."""
-        return self.forced.stages.decode_s - self.one.stages.decode_s / self.forced.workers
+        """What the cluster cost beyond perfect scaling of the 1-worker header pass and decode stage."""
+        return self.forced.stages.work_s - self.one.stages.work_s / self.forced.workers
 
     @property
     def break_even_s(self) -> float:
-        """The pool finishes first once the rest would take this process longer than this."""
+        """Starting the cluster at once finishes first once the work would take this process longer than this."""
         n = self.forced.workers
         return self.start_up_s * n / (n - 1)
 
     @property
     def verdict(self) -> str:
-        one, forced, rule = self.one.stages.decode_s, self.forced.stages.decode_s, self.rule.stages.decode_s
-        chose_pool = self.rule.stages.handoff_items is not None
-        times = f"decode stage: 1 worker {one:.1f} s, pool forced {forced:.1f} s, kind's rule {rule:.1f} s"
+        one, forced, rule = self.one.timing.wall_s, self.forced.timing.wall_s, self.rule.timing.wall_s
+        started = self.rule.stages.asked is not None
+        times = f"whole ingest: 1 worker {one:.1f} s, started at once {forced:.1f} s, kind's rule {rule:.1f} s"
         if abs(forced - one) < 0.05 * min(forced, one):
             return f"either (the two paths tie within 5%; {times})"
-        right = chose_pool == (forced < one)
-        chose = "handed over to the workers" if chose_pool else "stayed in this process"
-        faster = "the pool" if forced < one else "this process alone"
+        right = started == (forced < one)
+        if not started:
+            chose = "never started the cluster"
+        elif self.rule.handed_over:
+            chose = f"started the cluster, which took over in the {self.rule.stages.handoff.stage}"
+        else:
+            chose = "started the cluster, which was ready only after the work"
+        faster = "starting the cluster at once" if forced < one else "this process alone"
         return f"{'yes' if right else 'NO'}: it {chose}, and {faster} was faster ({times})"
 
 
@@ -517,33 +620,49 @@ def compare(runs: Sequence[IngestRun]) -> Comparison:
     return Comparison(by_mode["one"], by_mode["rule"], by_mode["forced"])
 
 
+def start_up_figures(c: Comparison, handoff_above_s: float) -> str:
+    """The effective start-up cost and its break-even, or why they were not measured."""
+    f = c.forced
+    if not f.handed_over:
+        return (f"not measured: the cluster was ready {f.start_up_s:.1f} s after its start, after the work "
+                f"({f.stages.work_s:.1f} s) was done in this process")  # fmt: skip
+    return (f"{c.start_up_s:.1f} s (break-even work {c.break_even_s:.1f} s; start to ready {f.start_up_s:.1f} s; "
+            f"the rule starts the cluster above {handoff_above_s:g} s)")  # fmt: skip
+
+
 def ingest_summary(c: Comparison, handoff_above_s: float) -> str:
     """A few lines per workload: each run's rate, the speed-up, the start-up cost and the rule's choice."""
-    unit, n = f"{c.one.workload.unit}/s", c.forced.workers
-    if c.rule.stages.handoff_items is None:
+    unit, n, f = f"{c.one.workload.unit}/s", c.forced.workers, c.forced
+    if c.rule.stages.asked is None:
         rule = f"stayed in this process: {c.rule.rate:,.1f} {unit}"
     else:
-        rule = (f"workers took over {c.rule.handoff} into the decode stage: {c.rule.rate:,.1f} {unit}, "
+        rule = (f"asked for the cluster: {c.rule.moment(c.rule.stages.asked)}; {c.rule.ready}; took over: "
+                f"{c.rule.moment(c.rule.stages.handoff)}; {c.rule.rate:,.1f} {unit}, "
                 f"{c.rule.per_worker:,.1f} per worker")  # fmt: skip
-    if not c.rule.in_workers and c.rule.stages.handoff_items is not None:
-        rule += " [but its children used no CPU time]"
     lines = [
         f"{c.one.workload.label}:",
-        f"  1 worker: {c.one.rate:,.1f} {unit} (decode stage {c.one.stages.decode_s:.1f} s)",
+        f"  1 worker: {c.one.rate:,.1f} {unit} (header pass {c.one.stages.header_s:.1f} s, decode stage "
+        f"{c.one.stages.decode.seconds:.1f} s)",
         f"  {c.rule.label}: {rule}",
-        f"  {c.forced.label}: {c.forced.rate:,.1f} {unit} whole ingest = {c.forced.per_worker:,.1f} per worker; "
-        f"pool with all workers running {c.forced.pool_rate:,.1f} {unit} = {c.forced.pool_rate / n:,.1f} per worker; "
-        f"first result {c.forced.first_pool_wait:.1f} s after the pool started (chunks of {c.forced.stages.chunksize}"
-        f" {c.one.workload.decodes})",
-        f"  speed-up, pool forced vs 1 worker: whole ingest {c.speed_up:.2f}, decode stage {c.decode_speed_up:.2f}, "
-        f"pool with all workers running {c.pool_speed_up:.2f} (ideal {n:.1f})",
-        f"  effective worker start-up {c.start_up_s:.1f} s (pool-forced decode stage minus 1-worker decode stage / {n})"
-        f": the pool pays off once the rest would take this process > {c.break_even_s:.1f} s; the rule hands off "
-        f"above {handoff_above_s:g} s",
-        f"  kind's rule took the faster path: {c.verdict}",
     ]  # fmt: skip
-    if not c.forced.in_workers:
-        lines.append("  [the pool-forced run's children used no CPU time: no pool ran]")
+    if f.handed_over:
+        lines += [
+            f"  {f.label}: {f.ready}, took over: {f.moment(f.stages.handoff)}; "
+            f"{f.rate:,.1f} {unit} whole ingest = {f.per_worker:,.1f} per worker; cluster after its first "
+            f"result's window {f.cluster_rate:,.1f} {unit} = {f.cluster_rate / n:,.1f} per worker; first result "
+            f"{f.first_cluster_wait:.1f} s after the decode stage's hand-off; closing took {f.stages.close_s:.1f} s",
+            f"  speed-up, started at once vs 1 worker: whole ingest {c.speed_up:.2f}, decode stage "
+            f"{c.decode_speed_up:.2f}, cluster after its first result's window {c.cluster_speed_up:.2f} "
+            f"(ideal {n:.1f})",
+        ]  # fmt: skip
+    else:
+        lines.append(f"  {f.label}: the cluster never took over ({f.ready}); "
+                     f"{f.rate:,.1f} {unit} whole ingest, closing took {f.stages.close_s:.1f} s")  # fmt: skip
+    lines += [
+        f"  effective start-up (header pass + decode stage started at once, minus 1 worker's / {n}): "
+        + start_up_figures(c, handoff_above_s),
+        f"  kind's rule took the faster path: {c.verdict}",
+    ]
     failed = max(r.failed for r in (c.one, c.rule, c.forced))
     if failed:
         lines.append(f"  {failed} files failed (demo traps)")
@@ -712,7 +831,7 @@ def run(args: argparse.Namespace, work: Path, run_started: float) -> int:
     done()
 
     n = args.workers
-    done = step(f"2. ingest_dicom throughput: 1 worker, {n} workers with the kind's rule, {n} workers pool forced")
+    done = step(f"2. ingest_dicom throughput: 1 worker, {n} workers with the kind's rule, {n} workers started at once")
     first_series = [sorted(min(series).glob("*.dcm")) for unit in ("slices", "frames")
                     if (series := list(folders[unit].rglob("series_*")))]  # fmt: skip
     warm = warm_up(min(folders["files"].rglob("*.dcm")), first_series, imaging.image_size, ct)
@@ -731,7 +850,8 @@ def run(args: argparse.Namespace, work: Path, run_started: float) -> int:
             result = run_ingest(workload, mode, workers, work)
             ingest_runs.append(result)
             print(f"  {workload.label}, {result.label}: {result.items} {workload.unit} in {result.timing.wall_s:.1f} s"
-                  f", pool started: {result.handoff}", flush=True)  # fmt: skip
+                  f"; cluster asked: {result.moment(result.stages.asked)}, took over: "
+                  f"{result.moment(result.stages.handoff)}", flush=True)  # fmt: skip
     print()
     print(ingest_table(ingest_runs))
     print()
@@ -756,23 +876,36 @@ def run(args: argparse.Namespace, work: Path, run_started: float) -> int:
     rows = []
     for c in comparisons:
         name, unit = c.one.workload.label, f"{c.one.workload.unit}/s"
-        rule_path = ("stayed in this process" if c.rule.stages.handoff_items is None
-                     else f"workers took over {c.rule.handoff}")  # fmt: skip
+        if c.rule.stages.asked is None:
+            rule_path = "stayed in this process"
+        else:
+            rule_path = f"cluster asked: {c.rule.moment(c.rule.stages.asked)}, took over: " + c.rule.moment(
+                c.rule.stages.handoff
+            )
+        forced = c.forced
         rows += [
             [f"{name}, 1 worker ({unit})", f"{c.one.rate:,.1f}"],
             [f"{name}, {c.rule.label} ({unit})", f"{c.rule.rate:,.1f} ({rule_path})"],
-            [f"{name}, {c.forced.label} ({unit} per worker)",
-             f"{c.forced.per_worker:,.1f} (pool with all workers running {c.forced.pool_rate / n:,.1f})"],
-            [f"{name}, speed-up pool forced vs 1 worker", f"{c.speed_up:.2f}x (decode stage {c.decode_speed_up:.2f}x, "
-                                                          f"pool with all workers running {c.pool_speed_up:.2f}x)"],
-            [f"{name}, effective worker start-up (s)", f"{c.start_up_s:.1f} (break-even rest {c.break_even_s:.1f} s; "
-                                                       f"rule hands off above {handoff_above_s:g} s)"],
+        ]
+        if forced.handed_over:
+            rows += [
+                [f"{name}, {forced.label} ({unit} per worker)",
+                 f"{forced.per_worker:,.1f} (cluster after its first result's window {forced.cluster_rate / n:,.1f})"],
+                [f"{name}, speed-up started at once vs 1 worker",
+                 f"{c.speed_up:.2f}x (decode stage {c.decode_speed_up:.2f}x, cluster after its first result's window "
+                 f"{c.cluster_speed_up:.2f}x)"],
+            ]  # fmt: skip
+        else:
+            rows.append([f"{name}, {forced.label} ({unit})",
+                         f"{forced.rate:,.1f} (the cluster never took over)"])  # fmt: skip
+        rows += [
+            [f"{name}, effective worker start-up", start_up_figures(c, handoff_above_s)],
             [f"{name}, kind's rule took the faster path", c.verdict.split(" (", 1)[0]],
-        ]  # fmt: skip
+        ]
     rows += [[label, value] for label, value in (*volume_figures, *image_figures)]
     rows.append(["benchmark run time (s)", f"{time.perf_counter() - run_started:.1f}"])
     print(table(["figure", "value"], rows))
-    if any(r.timing.wall_s >= 0.5 and r.timing.cpu_per_wall / (r.workers if r.in_workers else 1) < BUSY_CPU_PER_WALL
+    if any(r.timing.wall_s >= 0.5 and r.timing.cpu_per_wall / (r.workers if r.handed_over else 1) < BUSY_CPU_PER_WALL
            for r in ingest_runs):  # fmt: skip
         print(f"note: cpu/wall per worker fell below {BUSY_CPU_PER_WALL} in some runs: the machine was shared, so "
               "those rates (and speed-ups) understate the code")  # fmt: skip
