@@ -1,7 +1,8 @@
 """ClinFuse clinician dashboard: the Streamlit entry script (start it with `clinfuse dashboard --scores PATH`).
 
-Nothing about patients is loaded or shown before sign-in. The navigation holds only the pages the user's role
-may open (clinician: cohort, patient; data scientist: also model), and each page checks the role again.
+Nothing about patients is shown before sign-in (the server loads the scores and explains the first patients as it
+starts, dashboard_server.py, so they are ready when a clinician signs in). The navigation holds only the pages the
+user's role may open (clinician: cohort, patient; data scientist: also model), and each page checks the role again.
 """
 
 from __future__ import annotations

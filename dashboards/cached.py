@@ -1,10 +1,13 @@
 """Streamlit caching around data_source: score tables and explanations (st.cache_data), the feature cache and
 model explainer (st.cache_resource). Every key includes the scores file's version, so a rescoring is picked up
-without restarting the server; nothing is recomputed when a user switches back to a patient.
+without restarting the server; nothing is recomputed when a user switches back to a patient. `warm_up` fills
+these caches when the server starts, before anyone signs in.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,21 @@ from clinfuse.dashboards.dashboard_config import (
     users_path,
 )
 from clinfuse.dashboards.users import LoginLimiter, UserStore, limiter_path
+
+WARM_PATIENTS = 3  # the highest-risk patients, the ones a clinician opens first, explained before they are opened
+
+
+def _server_log() -> logging.Logger:
+    """The dashboard's own lines in the server log. Not one of Streamlit's loggers: `clinfuse dashboard` sets
+    those to warnings only (--logger.level), and Streamlit resets their level whenever it reads its config."""
+    log = logging.getLogger("clinfuse.dashboards")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,9 @@ class AppContext:
         return data_source.scores_version(self.scores_path)
 
 
-@st.cache_data(show_spinner="Loading scores…", max_entries=4)
+# No spinners on the two loaders warm_up calls: a spinner outside a page's script run only logs a warning, and
+# after the warm-up they load again only when the scores file is replaced (a fraction of a second).
+@st.cache_data(show_spinner=False, max_entries=4)
 def _scores(path: str, version: str) -> data_source.Scores:
     return data_source.load_scores(Path(path))
 
@@ -62,7 +82,7 @@ def scores(context: AppContext) -> data_source.Scores:
     return _scores(str(context.scores_path), context.version)
 
 
-@st.cache_resource(show_spinner="Opening the feature cache…", max_entries=2)
+@st.cache_resource(show_spinner=False, max_entries=2)
 def _patient_data(path: str, version: str) -> data_source.PatientData:
     return data_source.PatientData(Path(path))
 
@@ -86,6 +106,27 @@ def section_data(context: AppContext, modality: str, patient: str, entry: dict):
 
 def prefetch(context: AppContext, patients: list[str]) -> None:
     patient_data(context).prefetch(patients)
+
+
+def warm_up() -> None:
+    """At server start (dashboard_server.py), in a background thread: read the scores, verify the model bundle,
+    load the explainer and explain the WARM_PATIENTS highest-risk patients into the caches the pages read, so the
+    first patient opens at once. A failure is only logged (no details, which could name a patient): the page that
+    needs the failing part shows it with its message."""
+    started = time.perf_counter()
+    try:
+        path = scores_path()
+        version = data_source.scores_version(path)
+        patients = _scores(str(path), version).highest_risk(WARM_PATIENTS)
+        data = _patient_data(str(path), version)
+        for patient in patients:
+            data.explain(patient)
+    except Exception as exc:
+        _server_log().warning("dashboard warm-up failed (%s); the pages show why", type(exc).__name__)
+        return
+    seconds = time.perf_counter() - started
+    message = "dashboard warm-up: explainer loaded, %d highest-risk patients explained, in %.1f s"
+    _server_log().info(message, len(patients), seconds)
 
 
 @st.cache_data(show_spinner=False, max_entries=2)

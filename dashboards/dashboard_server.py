@@ -16,6 +16,9 @@ flag the command line passes). The headers:
   CSV / JSON exports are never kept in a browser or proxy cache.
 
 HSTS belongs to the TLS-terminating reverse proxy (this server speaks plain HTTP).
+
+Its lifespan hook starts `cached.warm_up` as the server starts: the model, explainer and the highest-risk
+patients' explanations are then ready before the first patient is opened.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -93,4 +99,13 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-app = st.App(Path(__file__).with_name("app.py"), middleware=[Middleware(SecurityHeaders)])
+@asynccontextmanager
+async def warm_up(_app: st.App) -> AsyncIterator[None]:
+    """Starts the warm-up when the runtime has started (its caches exist), in a thread: the server answers meanwhile."""
+    from clinfuse.dashboards import cached  # imported here: its cache decorators want the runtime, which exists now
+
+    threading.Thread(target=cached.warm_up, name="clinfuse-warm-up", daemon=True).start()
+    yield
+
+
+app = st.App(Path(__file__).with_name("app.py"), lifespan=warm_up, middleware=[Middleware(SecurityHeaders)])

@@ -14,6 +14,7 @@ import json
 import queue
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,10 @@ class Scores:
     def present(self, patient: str) -> list[str]:
         row = self.row(patient)
         return [m for m in str(row["modalities_present"] or "").split("+") if m]
+
+    def highest_risk(self, n: int) -> list[str]:
+        """The n highest-risk scored patients (the table is ranked)."""
+        return self.table.loc[self.table["risk"].notna(), "patient_id"].head(n).tolist()
 
     def row(self, patient: str) -> pd.Series:
         rows = self.table.loc[self.table["patient_id"] == patient]
@@ -136,7 +141,8 @@ def contributions_from_table(scores: Scores, patient: str) -> tuple[float, dict[
 
 
 class PatientData:
-    """Heavy, shared resources of one scores file: the feature cache and the explainer (loaded on first use)."""
+    """Heavy, shared resources of one scores file: the feature cache and the explainer (loaded on first use), and
+    the patients' explanations, each computed once per process."""
 
     def __init__(self, path: Path) -> None:
         from clinfuse.platform.cache import FeatureCache
@@ -145,12 +151,12 @@ class PatientData:
         self.cache = FeatureCache(self.results.cache)
         self.modalities = dict(self.results.modalities)
         self._row_of = {p: i for i, p in enumerate(self.cache.cohort["patient"].astype(str))}
-        self._memo: OrderedDict[str, Explanation] = OrderedDict()
+        # A future per patient: whoever asks first computes, later askers (the page, the prefetcher) wait for it.
+        self._explained: OrderedDict[str, Future[Explanation]] = OrderedDict()
         self._memo_lock = threading.Lock()
         self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._prefetcher: threading.Thread | None = None
         self._explainer = None
-        self._warming: threading.Thread | None = None
         self._lock = threading.Lock()  # explanations run autograd on one shared model: one at a time
         self._load_lock = threading.Lock()
 
@@ -173,34 +179,38 @@ class PatientData:
                     self._explainer = self.results.explainer()
         return self._explainer
 
-    def warm(self) -> None:
-        """Load the explainer (model, calibration, baseline) in the background, so the first patient opens fast."""
-        if self._warming is None:
-
-            def load() -> None:
-                with contextlib.suppress(Exception):  # surfaces again, with its message, when a patient is opened
-                    _ = self.explainer
-
-            self._warming = threading.Thread(target=load, name="clinfuse-explainer-warmup", daemon=True)
-            self._warming.start()
-
     def explain(self, patient: str) -> Explanation:
-        """The patient's explanation, computed once per process (prefetched ones are ready at once)."""
+        """The patient's explanation, computed once per process; one being computed (prefetched) is waited for,
+        never computed twice. A failure is not kept: asking again retries, and raises with its message."""
         with self._memo_lock:
-            if patient in self._memo:
-                self._memo.move_to_end(patient)
-                return self._memo[patient]
-        explanation = self._compute(patient)
-        with self._memo_lock:
-            self._memo[patient] = explanation
-            while len(self._memo) > MEMO_PATIENTS:
-                self._memo.popitem(last=False)
-        return explanation
+            future = self._explained.get(patient)
+            computing = future is None
+            if computing:
+                future = self._explained[patient] = Future()
+                self._forget_oldest()
+            else:
+                self._explained.move_to_end(patient)
+        if computing:
+            try:
+                future.set_result(self._compute(patient))
+            except BaseException as exc:  # the waiters get it too, so none waits forever
+                with self._memo_lock:
+                    self._explained.pop(patient, None)
+                future.set_exception(exc)
+        return future.result()
+
+    def _forget_oldest(self) -> None:
+        """Keep MEMO_PATIENTS explanations, dropping the least recently asked finished ones (caller holds the lock)."""
+        excess = len(self._explained) - MEMO_PATIENTS
+        if excess > 0:
+            for patient in [p for p, future in self._explained.items() if future.done()][:excess]:
+                del self._explained[patient]
 
     def prefetch(self, patients: list[str]) -> None:
-        """Explain these patients in the background (the neighbours in the ranking), so moving to them is instant."""
+        """Explain these patients in the background (loading the explainer first, if needed), so opening them is
+        instant: the highest-risk ones from the cohort page, a patient's neighbours in the ranking while it is read."""
         with self._memo_lock:
-            wanted = [p for p in patients if p not in self._memo and p in self._row_of]
+            wanted = [p for p in patients if p not in self._explained and p in self._row_of]
             for patient in wanted:
                 self._queue.put(patient)
             if wanted and self._prefetcher is None:

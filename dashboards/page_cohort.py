@@ -28,8 +28,8 @@ def ranked_table(context: AppContext):
 def render(context: AppContext, user: User, open_patient: Callable[[str], None]) -> None:
     st.session_state[VIEWED_KEY] = None
     scores, table = ranked_table(context)
-    cached.patient_data(context).warm()  # the first patient then opens without waiting for the model
-    cached.prefetch(context, table.loc[table["risk"].notna(), "patient_id"].head(3).tolist())
+    # Done at server start (cached.warm_up); here for scores replaced since, or a server started without it.
+    cached.prefetch(context, scores.highest_risk(cached.WARM_PATIENTS))
     names = list(scores.modalities)
     bands = context.settings.risk_bands
 

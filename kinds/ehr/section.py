@@ -3,6 +3,7 @@ labs that moved the risk most."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 from clinfuse.dashboards.charts import PLOT_CONFIG, ehr_timeline, signed_bars
@@ -14,21 +15,25 @@ EVENT_COLUMNS = ["days_before_index", "kind", "code", "value", "unit", "text"]
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _events_by_patient(cache_path: str, modality: str, manifest_mtime: float) -> dict[str, pd.DataFrame]:
-    """Events grouped per patient once per cache version (one parquet file holds every patient's timeline)."""
+def _events_by_patient(
+    cache_path: str, modality: str, manifest_mtime: float
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Every patient's events and each patient's row positions, once per cache version (one parquet file holds
+    every timeline): positions, not one frame per patient, so the first page does not wait for the whole split."""
     from clinfuse.platform.cache import FeatureCache
 
     table = FeatureCache(cache_path).table(modality, EVENTS_FILE.removesuffix(".parquet"))
-    return {str(p): frame.drop(columns="patient").reset_index(drop=True)
-            for p, frame in table.groupby("patient", sort=False)}  # fmt: skip
+    rows = table.groupby("patient", sort=False).indices
+    return table.drop(columns="patient"), {str(patient): positions for patient, positions in rows.items()}
 
 
 def render_ehr_section(section: SectionData) -> None:
     cache = section.cache
     mtime = (cache.path / MANIFEST_FILE).stat().st_mtime
-    events = _events_by_patient(str(cache.path), section.modality, mtime).get(
-        section.patient, pd.DataFrame(columns=EVENT_COLUMNS)
-    )
+    table, rows = _events_by_patient(str(cache.path), section.modality, mtime)
+    positions = rows.get(section.patient)
+    events = (table.iloc[positions].reset_index(drop=True) if positions is not None
+              else pd.DataFrame(columns=EVENT_COLUMNS))  # fmt: skip
     top = section.entry.get("top", [])
     timeline, bars = st.columns([3, 2])
     with timeline:

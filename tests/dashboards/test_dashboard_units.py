@@ -6,6 +6,8 @@ import json
 import os
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +224,30 @@ def test_model_decision_tables_format_estimates_and_tolerate_older_metrics() -> 
     older = {"fusion": {"auroc": 0.8, "ece": 0.05}, "subgroups": {"sex=F": {"n": 30, "positives": 4, "auroc": 0.7}}}
     assert model_decision.operating_points_table(older).empty and model_decision.calibration_table(older).empty
     assert model_decision.group_calibration_table(older).empty and model_decision.decision_curve_chart(older) is None
+
+
+def test_an_explanation_being_prefetched_is_waited_for_and_a_failure_is_retried(demo_scores: Path) -> None:
+    """The page asking for the patient the background is explaining gets that result (computed once); a failed
+    explanation is not kept: asking again computes it again."""
+    from clinfuse.dashboards.data_source import PatientData, load_scores
+
+    data = PatientData(demo_scores)
+    first, second = load_scores(demo_scores).highest_risk(2)
+    calls: list[str] = []
+    computing = threading.Event()
+
+    def compute(patient: str) -> str:
+        calls.append(patient)
+        computing.set()
+        time.sleep(0.3)  # the page asks while the prefetcher is still at it
+        if patient == second and calls.count(second) == 1:
+            raise ClinFuseError("explanation failed", "try again")
+        return f"explanation of {patient}"
+
+    data._compute = compute  # the model is not needed for what is tested here
+    data.prefetch([first])
+    assert computing.wait(10)
+    assert data.explain(first) == f"explanation of {first}" and calls == [first]
+    with pytest.raises(ClinFuseError, match="explanation failed"):
+        data.explain(second)
+    assert data.explain(second) == f"explanation of {second}" and calls == [first, second, second]
