@@ -1,4 +1,5 @@
-"""`clinfuse score`: a registered model over a whole cohort, in chunks, resumable, on Dask.
+"""`clinfuse score`: a registered model over a whole cohort, in chunks, resumable, on Dask workers (or, for one
+local worker, in this process).
 
 Layout beside `--out scores.parquet`: `scores.work/cache` (the scoring feature cache, kept: the dashboard
 reads images and timelines from it), `scores.work/chunks/chunk-NNNNN.parquet` (one atomically written file
@@ -14,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -65,7 +66,8 @@ def score(
     work = out.with_suffix(".work")
     preload = (*worker_modules(fitted), score_chunk.__module__)
     with DaskWorkers(workers, scheduler, preload=preload) as cluster:
-        cluster.start()  # workers spawn while the ingest runs here; they decode its rest, then score the chunks
+        if cluster.parallel:
+            cluster.start()  # workers spawn while the ingest runs here; they decode its rest, then score the chunks
         return _score_on(cluster, resolved, config, out, work, explain, chunk_size, progress, started)
 
 
@@ -143,23 +145,33 @@ def _resume_or_start(job_file: Path, chunks_dir: Path, job: dict) -> dict:
 
 def _run_chunks(tasks: dict[int, ChunkTask], chunks_dir: Path, cluster: DaskWorkers, progress: bool, total: int,
                 done: int) -> list[str]:  # fmt: skip
-    """Score the pending chunks on Dask, saving each as it finishes; returns the failures' descriptions."""
+    """Score the pending chunks, saving each as it finishes; returns the failures' descriptions."""
     failed: list[str] = []
-    if not tasks:
-        return failed
-    from dask.distributed import as_completed
-
-    client = cluster.client()
     with tqdm(total=total, initial=done, unit="chunk", desc="scoring", disable=not progress) as bar:
-        futures = {client.submit(score_chunk, task, pure=False, retries=1): start for start, task in tasks.items()}
-        for future in as_completed(futures):
-            start = futures[future]
+        for start, scores in _chunk_scores(tasks, cluster):
             try:
-                _replace_atomically(_chunk_path(chunks_dir, start), partial(future.result().to_parquet, index=False))
+                _replace_atomically(_chunk_path(chunks_dir, start), partial(scores().to_parquet, index=False))
             except Exception as exc:  # a lost worker or a broken chunk: the others are still saved
                 failed.append(f"chunk at row {start}: {type(exc).__name__}: {str(exc)[:200]}")
             bar.update(1)
     return failed
+
+
+def _chunk_scores(tasks: dict[int, ChunkTask], cluster: DaskWorkers) -> Iterator[tuple[int, Callable[[], object]]]:
+    """(start, a call returning the chunk's scores or raising its failure) per chunk, as chunks finish: on the
+    cluster's workers, or in this process for one local worker (a cluster of one only adds its start-up)."""
+    if not tasks:
+        return
+    if not cluster.parallel:
+        for start, task in tasks.items():
+            yield start, partial(score_chunk, task)
+        return
+    from dask.distributed import as_completed
+
+    client = cluster.client()
+    futures = {client.submit(score_chunk, task, pure=False, retries=1): start for start, task in tasks.items()}
+    for future in as_completed(futures):
+        yield futures[future], future.result
 
 
 def _chunk_path(chunks_dir: Path, start: int) -> Path:

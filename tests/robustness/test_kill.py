@@ -112,7 +112,7 @@ def test_score_killed_between_chunks_resumes_to_the_same_scores(nki_model, nki_c
     out = tmp_path / "scores.parquet"
     args = ["score", "--model", nki_model, "--config", str(nki_cohort), "--out", str(out), "--chunk-size", "10"]
     work = out.with_suffix(".work")
-    # while the Dask cluster starts (the scoring cache is written), then between chunks
+    # once the scoring cache is written (job.json), then between chunks
     for ready in (lambda: (work / "job.json").exists(), lambda: len(list(work.glob("chunks/chunk-*"))) >= 2):
         _kill_when(args, ready)
         assert not out.exists()
