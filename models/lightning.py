@@ -20,7 +20,11 @@ def modality_dropout(present: torch.Tensor, rate: float, generator: torch.Genera
     return torch.where(empty.unsqueeze(1), present, dropped)
 
 
-# Channels-last memory format by tensor rank: images (B, C, H, W) and volumes (B, C, D, H, W)
+# Channels-last memory format by tensor rank: images (B, C, H, W) and volumes (B, C, D, H, W). Converted with
+# `.to(memory_format=...)`, not `.contiguous(memory_format=...)`: a one-channel image (B, 1, H, W) or 1x1 kernel
+# already counts as contiguous in both formats, so `.contiguous` returns it with its default strides; the first
+# convolution then writes its output in the default format, and every later layer reads that. `.to` gives such
+# tensors channels-last strides.
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
@@ -41,14 +45,14 @@ class LateFusionModule(pl.LightningModule):
         if self.hparams.channels_last:  # per tensor: 2D convolutions' weights are 4D, 3D ones' 5D
             for parameter in self.model.parameters():
                 if parameter.dim() in _CHANNELS_LAST:
-                    parameter.data = parameter.data.contiguous(memory_format=_CHANNELS_LAST[parameter.dim()])
+                    parameter.data = parameter.data.to(memory_format=_CHANNELS_LAST[parameter.dim()])
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if self.hparams.channels_last:
             for inputs in batch["inputs"].values():
                 for key, value in inputs.items():
                     if value.dim() in _CHANNELS_LAST:
-                        inputs[key] = value.contiguous(memory_format=_CHANNELS_LAST[value.dim()])
+                        inputs[key] = value.to(memory_format=_CHANNELS_LAST[value.dim()])
         return batch
 
     def _loss(self, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.kinds import get_kind
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 
@@ -75,7 +76,11 @@ class CacheDataModule(pl.LightningDataModule):
     """Train/val/test loaders over one feature cache."""
 
     def __init__(
-        self, cache_path: str, batch_size: int = 32, num_workers: int = 0, augment_seed: int | None = 0,
+        self,
+        cache_path: str,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        augment_seed: int | None = 0,
         splits: list[str] | None = None,
     ) -> None:
         """`splits`: a split per cohort row replacing the cache's own (cross-validation folds)."""
@@ -103,12 +108,23 @@ class CacheDataModule(pl.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else self._evaluation_sampler(dataset),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
             drop_last=shuffle and len(dataset) > self.batch_size,  # no 1-patient batch for BatchNorm
             worker_init_fn=_reseed_worker if self.num_workers > 0 else None,
         )
+
+    def _evaluation_sampler(self, dataset: CacheDataset) -> UnrepeatedDistributedSampler | None:
+        """Under DDP each rank evaluates its share of the patients, each exactly once: Lightning's default sampler
+        pads the split by repeating patients, and the validation AUROC that picks the checkpoint and stops training
+        would count them twice."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                            shuffle=False)  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 from clinfuse.kinds.dicom.config import DicomModality
+from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.kinds import FeatureBlock, ModalityKind, Reader, SectionData
 
 
@@ -49,9 +50,14 @@ class DicomKind(ModalityKind):
         from clinfuse.kinds.dicom.encoder import MonaiDenseNet, SmallCNN
 
         volume = spec.dims.get("spatial_dims") == 3
+        if spec.architecture == "densenet121_3d" and not volume:
+            raise ClinFuseError(
+                "the encoder densenet121_3d needs volumes, but this dicom modality holds 2D images",
+                "choose densenet121 or small_cnn for it, or ingest the modality with volume: true",
+            )
         if spec.architecture == "small_cnn":  # half the width in 3D: a batch of volumes costs ~6x a batch of images
             return SmallCNN(spec.embed_dim, width=8, spatial_dims=3) if volume else SmallCNN(spec.embed_dim)
-        return MonaiDenseNet(spec.embed_dim, spatial_dims=3 if volume or spec.architecture == "densenet121_3d" else 2)
+        return MonaiDenseNet(spec.embed_dim, spatial_dims=3 if volume else 2)
 
     def baseline_features(self, cache, name: str, embed_dim: int) -> FeatureBlock:
         from clinfuse.kinds.dicom.tensors import embedding_block
