@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
+BATCH_CELLS = 2_000_000  # resamples x patients per batched step (memory: a few arrays of this many floats)
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -37,11 +38,25 @@ def ece_if_perfectly_calibrated(labels: np.ndarray, probabilities: np.ndarray, r
     as large as the observed ECE."""
     rng = np.random.default_rng(seed)
     probabilities = np.asarray(probabilities, np.float64)
-    draws = np.array([expected_calibration_error(rng.random(len(probabilities)) < probabilities, probabilities, bins)
-                      for _ in range(resamples)])  # fmt: skip
-    observed = expected_calibration_error(np.asarray(labels), probabilities, bins)
+    n = len(probabilities)
+    chunk = max(1, BATCH_CELLS // max(n, 1))
+    # successive blocks of one stream: the draws of one rng.random(n) per resample, in order
+    draws = np.concatenate([_ece_rows(rng.random((min(chunk, resamples - start), n)) < probabilities, probabilities,
+                                      bins) for start in range(0, resamples, chunk)])  # fmt: skip
+    observed = _ece_rows(np.asarray(labels)[None, :], probabilities, bins)[0]  # the draws' arithmetic: ties stay ties
     return {"mean": float(draws.mean()), "p95": float(np.quantile(draws, 0.95)),
             "p_value": float(np.mean(draws >= observed))}  # fmt: skip
+
+
+def _ece_rows(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> np.ndarray:
+    """expected_calibration_error of each row of outcomes (R, N) against the same probabilities (N,)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
+    members = (which[:, None] == np.unique(which)[None, :]).astype(float)  # (N, non-empty bins)
+    counts = members.sum(axis=0)
+    predicted = probabilities @ members / counts
+    observed = labels.astype(float) @ members / counts
+    return np.sum(counts * np.abs(observed - predicted), axis=1) / labels.shape[1]
 
 
 def describe_ece_noise(ece: float, noise: dict[str, float], n_test: int) -> str:
@@ -70,21 +85,26 @@ def bootstrap_ci(labels: np.ndarray, scores: np.ndarray, metric: Metric, resampl
     labels, scores = np.asarray(labels), np.asarray(scores)
     if len(np.unique(labels)) < 2:
         return None
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    samples = rng.integers(0, n, size=(resamples, n))  # the same draws as one resample per call, in order
-    drawn = labels[samples]
-    samples = samples[drawn.min(axis=1) != drawn.max(axis=1)]  # one class only: the metric is undefined there
+    samples = bootstrap_samples(labels, resamples, seed)
     batched = _BATCHED.get(metric)
     if batched is not None:
-        values = batched(labels, scores, _counts(samples, n))
+        values = batched(labels, scores, resample_counts(samples, len(labels)))
     else:
         values = np.array([metric(labels[sample], scores[sample]) for sample in samples])
     tail = (1.0 - level) / 2.0
     return [float(np.quantile(values, tail)), float(np.quantile(values, 1.0 - tail))]
 
 
-def _counts(samples: np.ndarray, n: int) -> np.ndarray:
+def bootstrap_samples(labels: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(kept resamples, n) patient indices drawn with replacement; resamples holding one outcome only are left out
+    (no discrimination or calibration figure is defined there). Every bootstrap of an evaluation draws these."""
+    n = len(labels)
+    samples = np.random.default_rng(seed).integers(0, n, size=(resamples, n))  # = one resample per call, in order
+    drawn = np.asarray(labels)[samples]
+    return samples[drawn.min(axis=1) != drawn.max(axis=1)]
+
+
+def resample_counts(samples: np.ndarray, n: int) -> np.ndarray:
     """(resamples, n): how often each patient was drawn into each resample."""
     offsets = np.arange(len(samples))[:, None] * n
     return np.bincount((samples + offsets).ravel(), minlength=len(samples) * n).reshape(len(samples), n).astype(float)

@@ -172,6 +172,12 @@ def train_command(
         typer.echo(f"{patients} patients: a 15% test split would hold about {round(patients * 0.15)}, so training "
                    f"5-fold cross-validation (x{repeats}) and then refitting on every patient; --split keeps the "
                    "ingest's split")  # fmt: skip
+    if cv is not None and (strategy.startswith("ddp") or num_nodes > 1):
+        raise ClinFuseError(
+            "cross-validation trains its folds in one process; it cannot run distributed "
+            f"(--strategy {strategy}{', --num-nodes ' + str(num_nodes) if num_nodes > 1 else ''})",
+            "train distributed with --split (the ingest's train/val/test split), or cross-validate without --strategy",
+        )
     run = train(cache, out, settings) if cv is None else train_cv(cache, out, settings, folds=cv, repeats=repeats)
     typer.echo(f"run written to {run}; next: clinfuse evaluate {run}")
 

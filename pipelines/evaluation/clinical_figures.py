@@ -72,7 +72,12 @@ def clinical_figures(
         probabilities = test[column].to_numpy()
         calibration = decision_metrics.calibration_intercept_and_slope(labels, probabilities)
         intervals = decision_metrics.bootstrap_percentiles(
-            labels, probabilities, decision_metrics.calibration_intercept_and_slope, resamples, seed
+            labels,
+            probabilities,
+            decision_metrics.calibration_intercept_and_slope,
+            resamples,
+            seed,
+            batched=decision_metrics.calibration_batched,
         )
         figures[model] = {
             "calibration_intercept": _number(calibration[0]),
@@ -122,7 +127,12 @@ def _operating_points(
     chosen = [rule["threshold"] for rule in rules]
     values = decision_metrics.alert_statistics(labels, probabilities, chosen)
     intervals = decision_metrics.bootstrap_percentiles(
-        labels, probabilities, lambda y, p: decision_metrics.alert_statistics(y, p, chosen), resamples, seed
+        labels,
+        probabilities,
+        lambda y, p: decision_metrics.alert_statistics(y, p, chosen),
+        resamples,
+        seed,
+        batched=lambda y, p, counts: decision_metrics.alert_statistics_batched(y, p, chosen, counts),
     ).reshape(len(chosen), len(decision_metrics.ALERT_METRICS), 2)
     for rule, row, row_intervals in zip(rules, values, intervals, strict=True):
         for name, value, interval in zip(decision_metrics.ALERT_METRICS, row, row_intervals, strict=True):

@@ -12,31 +12,27 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from clinfuse.pipelines.training.cross_validation import (
-    CV_DIR,
-    FOLD_VALIDATION_PREDICTIONS,
-    FOLDS_FILE,
-    OOF_PREDICTIONS,
-)
+from clinfuse.pipelines.training import run_files
 
 FOLD_METRICS = ("fusion_auroc", "xgboost_auroc", "fusion_auprc", "xgboost_auprc", "fusion_brier", "xgboost_brier")
 
 
 def is_cross_validated(run: Path) -> bool:
-    return (run / CV_DIR / OOF_PREDICTIONS).is_file() and (run / CV_DIR / FOLDS_FILE).is_file()
+    folder = run / run_files.CROSS_VALIDATION
+    return (folder / run_files.OOF_PREDICTIONS).is_file() and (folder / run_files.FOLDS_FILE).is_file()
 
 
 def pooled_predictions(run: Path) -> pd.DataFrame:
     """The first repeat's out-of-fold rows as split `test` and its fold-validation rows as split `val`."""
-    oof = pd.read_parquet(run / CV_DIR / OOF_PREDICTIONS)
-    validation = pd.read_parquet(run / CV_DIR / FOLD_VALIDATION_PREDICTIONS)
+    oof = pd.read_parquet(run / run_files.CROSS_VALIDATION / run_files.OOF_PREDICTIONS)
+    validation = pd.read_parquet(run / run_files.CROSS_VALIDATION / run_files.FOLD_VALIDATION_PREDICTIONS)
     first = [frame[frame["repeat"] == 0].assign(split=split) for frame, split in ((oof, "test"), (validation, "val"))]
     return pd.concat(first, ignore_index=True)
 
 
 def fold_summary(run: Path) -> dict:
     """Mean and sd over all K x R folds of each per-fold metric, with the folds themselves."""
-    folds = json.loads((run / CV_DIR / FOLDS_FILE).read_text())
+    folds = json.loads((run / run_files.CROSS_VALIDATION / run_files.FOLDS_FILE).read_text())
     records = folds["per_fold"]
     summary = {}
     for key in FOLD_METRICS:

@@ -44,10 +44,6 @@ from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
 VAL_FRACTION = 0.15
 SMALL_COHORT = 1000  # below this many patients `clinfuse train` cross-validates unless --split is given
-CV_DIR = run_files.CROSS_VALIDATION
-OOF_PREDICTIONS = "oof_predictions.parquet"
-FOLD_VALIDATION_PREDICTIONS = "fold_validation_predictions.parquet"  # each fold model on its validation split
-FOLDS_FILE = "folds.json"
 
 
 def fold_splits(labels: np.ndarray, folds: int, repeats: int, seed: int) -> list[tuple[int, int, np.ndarray]]:
@@ -97,22 +93,24 @@ def train_cv(cache_path: Path, out: Path, settings: TrainSettings, folds: int = 
 def _train_folds(cache_path: Path, run: Path, settings: TrainSettings, planned: list[tuple[int, int, np.ndarray]],
                  folds: int, repeats: int, tracked: TrainingRun | None) -> list[dict]:  # fmt: skip
     """Train every fold and pool their test and validation predictions; returns the folds' records (folds.json)."""
-    cv_dir = run / CV_DIR
+    cv_dir = run / run_files.CROSS_VALIDATION
     oof, validation, records = [], [], []
     for repeat, fold, splits in planned:
         fold_run = cv_dir / f"repeat{repeat}_fold{fold}"
-        train_into(cache_path, fold_run, settings, splits, tracked and tracked.for_fold(fold_run.name))
+        train_into(
+            cache_path, fold_run, settings, splits, tracked and tracked.for_fold(fold_run.name), deployable=False
+        )
         shutil.rmtree(fold_run / "checkpoints", ignore_errors=True)  # the weights are in model.safetensors
         predictions = pd.read_parquet(fold_run / run_files.PREDICTIONS)
         test = predictions[predictions["split"] == "test"].assign(repeat=repeat, fold=fold)
         oof.append(test)
         validation.append(predictions[predictions["split"] == "val"].assign(repeat=repeat, fold=fold))
         records.append(_fold_record(repeat, fold, test, fold_run))
-    pd.concat(oof, ignore_index=True).to_parquet(cv_dir / OOF_PREDICTIONS, index=False)
-    pd.concat(validation, ignore_index=True).to_parquet(cv_dir / FOLD_VALIDATION_PREDICTIONS, index=False)
+    pd.concat(oof, ignore_index=True).to_parquet(cv_dir / run_files.OOF_PREDICTIONS, index=False)
+    pd.concat(validation, ignore_index=True).to_parquet(cv_dir / run_files.FOLD_VALIDATION_PREDICTIONS, index=False)
     summary = {"folds": folds, "repeats": repeats, "val_fraction": VAL_FRACTION, "seed": settings.seed,
                "per_fold": records}  # fmt: skip
-    (cv_dir / FOLDS_FILE).write_text(json.dumps(summary, indent=1))
+    (cv_dir / run_files.FOLDS_FILE).write_text(json.dumps(summary, indent=1))
     info = json.loads((run / run_files.RUN_INFO).read_text())
     info["cross_validation"] = {k: v for k, v in summary.items() if k != "per_fold"} | {
         "refit": "every patient, a stratified validation share for early stopping and calibration"

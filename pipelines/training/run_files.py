@@ -14,3 +14,7 @@ DECISION_CURVE_PLOT = "decision_curve.png"
 EXPLANATIONS = "explanations"
 EXPLAIN_BACKGROUND = "explain_background.safetensors"
 CROSS_VALIDATION = "cv"  # fold runs and pooled out-of-fold predictions of `clinfuse train --cv`
+# in CROSS_VALIDATION: each patient's test-fold predictions, each fold model on its own validation split, the folds
+OOF_PREDICTIONS = "oof_predictions.parquet"
+FOLD_VALIDATION_PREDICTIONS = "fold_validation_predictions.parquet"
+FOLDS_FILE = "folds.json"

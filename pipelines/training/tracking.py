@@ -7,7 +7,7 @@ lineage tags (git commit, cohort name and config hash, the feature cache and the
 as the run's training dataset input, and run.json. run.json names the run under `mlflow` (tracking_uri,
 experiment_id, run_id). Cross-validation is one run: each fold's epoch metrics carry the fold folder's name as prefix
 (`repeat0_fold1-val_auroc`), each fold's test metrics are `cv_<metric>` with step = fold index over repeats.
-MLflow is imported only inside functions: it takes seconds to import.
+MLflow and Lightning are imported only inside functions: they take seconds to import.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.cache.feature_cache import MANIFEST_FILE
 from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.ingest.fingerprint import combine
-from pytorch_lightning.loggers import MLFlowLogger
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
+    from pytorch_lightning.loggers import MLFlowLogger
 
 _log = logging.getLogger(__name__)
 
@@ -69,7 +69,9 @@ class TrainingRun:
         return replace(self, metric_prefix=name)
 
     def epoch_logger(self) -> MLFlowLogger:
-        return _RunLogger(tracking_uri=self.tracking_uri, run_id=self.run_id, prefix=self.metric_prefix)
+        from clinfuse.pipelines.training.epoch_logger import RunEpochLogger
+
+        return RunEpochLogger(tracking_uri=self.tracking_uri, run_id=self.run_id, prefix=self.metric_prefix)
 
     def log_run_info(self, run: Path) -> None:
         """The settings training resolved, its summary figures and run.json itself."""
@@ -94,14 +96,6 @@ class TrainingRun:
         except Exception as exc:  # any driver or server error: the run folder is the record that matters
             _log.warning("could not mark MLflow run %s %s at %s (%s)", self.run_id, status, self.tracking_uri,
                          _one_line(exc))  # fmt: skip
-
-
-class _RunLogger(MLFlowLogger):
-    """Lightning's MLflow logger writing into a TrainingRun, whose status `training_run` sets: a fit is one part of
-    the run (the model, or one cross-validation fold), so its end must not end the run."""
-
-    def finalize(self, status: str = "success") -> None:
-        """Leave the run's status to `training_run` (Lightning's would mark it FINISHED after every fit)."""
 
 
 @contextlib.contextmanager

@@ -1,30 +1,32 @@
 """`clinfuse train`: fit the late-fusion model with the Lightning Trainer, calibrate it, fit the baseline.
 
 Writes to the run folder: model.safetensors + model_spec.json, calibration.json, xgboost.json,
-predictions.parquet (raw and calibrated probabilities of both models for every patient), explain_background,
-run.json, Lightning's CSV logs and checkpoints; and records the training as an MLflow run (tracking.py).
+predictions.parquet (raw and calibrated probabilities of both models for every patient), explain_background
+(not for a cross-validation fold), run.json, Lightning's CSV logs and checkpoints (when a branch is trained by
+gradient); and records the training as an MLflow run (tracking.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform as stdlib_platform
+import random
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from clinfuse.models.branch_early_stopping import BranchEarlyStopping
 from clinfuse.models.calibration import BootstrapInterval, PlattCalibrator
 from clinfuse.models.encoders import EncoderSpec
 from clinfuse.models.feature_screening import screen_features
 from clinfuse.models.fusion import LateFusionModel
-from clinfuse.models.lightning import LateFusionModule
 from clinfuse.models.modality_weights import fit_head_weights, fit_modality_weights
-from clinfuse.pipelines.data import CacheDataModule, default_num_workers, modality_dims
+from clinfuse.pipelines.data import modality_dims
 from clinfuse.pipelines.registry.manifest import MANIFEST_FILE
 from clinfuse.pipelines.registry.model_folder import seal_run
 from clinfuse.pipelines.training import run_files, tracking
@@ -37,9 +39,12 @@ from clinfuse.platform.cache import FeatureCache
 from clinfuse.platform.errors import ClinFuseError
 from clinfuse.platform.kinds import get_kind
 from clinfuse.platform.staging import StagedFolder
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, Logger
 
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import Logger
+
+# Lightning (with the torchmetrics and torchvision it imports) is imported only where a branch is trained by
+# gradient: importing it takes longer than a whole table-only training.
 EMBED_DIM = 32
 STAGING_ENV = "CLINFUSE_RUN_STAGING"  # Lightning's DDP ranks re-run the command: they join rank 0's staging folder
 
@@ -52,7 +57,7 @@ class TrainSettings:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "auto"  # Lightning precision; auto: bf16-mixed on GPU, 32-true on CPU
-    channels_last: bool | None = None  # image batches in channels-last memory format; None: on GPU only
+    image_channels_last: bool | None = None  # image batches in channels-last memory format; None: on GPU only
     seed: int = 0
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -98,15 +103,16 @@ def check_run_destination(out: Path) -> None:
 
 
 def train_into(cache_path: Path, out: Path, settings: TrainSettings, splits: np.ndarray | None = None,
-               tracked: TrainingRun | None = None) -> Path | None:  # fmt: skip
+               tracked: TrainingRun | None = None, deployable: bool = True) -> Path | None:  # fmt: skip
     """Train into the (new, empty) folder `out`, unsealed; None on a non-zero rank of a multi-device run.
-    `tracked`: the MLflow run that receives the epoch metrics and that run.json names."""
+    `tracked`: the MLflow run that receives the epoch metrics and that run.json names. `deployable`: False for a
+    cross-validation fold, which is evaluated but never explained, so it gets no explanation background."""
     started = time.perf_counter()
     cache = FeatureCache(cache_path)
     if splits is not None:
         cache = cache.with_splits(splits)
     _check_cohort(cache)
-    pl.seed_everything(settings.seed, workers=True)
+    seed_everything(settings.seed)
     accelerator = _resolve_accelerator(settings.accelerator)
     table_architectures, table_evidence = choose_table_architectures(cache, settings.table_encoder, settings.seed)
     specs = _encoder_specs(cache, accelerator, settings.encoders, table_architectures)
@@ -132,6 +138,8 @@ def train_into(cache_path: Path, out: Path, settings: TrainSettings, splits: np.
     calibration_splits = ("val",) if gradient else fit_splits
     heldout_shift = outside.shift @ model.head.modality_weight.cpu().numpy()
     baseline_settings = _write_predictions(model, cache, out, settings, device, heldout_shift, calibration_splits)
+    if deployable:
+        save_backgrounds(fit_backgrounds(cache, settings.seed), out / run_files.EXPLAIN_BACKGROUND)
     info = {
         "cache": str(Path(cache_path).resolve()),
         "cache_fingerprints": cache.manifest["fingerprints"],
@@ -148,7 +156,7 @@ def train_into(cache_path: Path, out: Path, settings: TrainSettings, splits: np.
         "input_screening": screening,
         "split_sizes": cache.cohort["split"].value_counts().to_dict(),
         "duration_s": round(time.perf_counter() - started, 1),
-        "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__,
+        "versions": {"torch": torch.__version__, "pytorch_lightning": version("pytorch-lightning"),
                      "python": stdlib_platform.python_version()},
         **({"mlflow": tracked.reference} if tracked is not None else {}),
     }  # fmt: skip
@@ -160,22 +168,30 @@ def _fit_with_lightning(model: LateFusionModel, cache_path: Path, out: Path, set
                         accelerator: str, specs: dict[str, EncoderSpec], splits: np.ndarray | None,
                         tracked: TrainingRun | None) -> tuple[LateFusionModel, int, dict] | None:  # fmt: skip
     """Gradient training of the branches that need it and of the head; the best checkpoint, on rank 0."""
+    import pytorch_lightning as pl
+    from clinfuse.models.branch_early_stopping import BranchEarlyStopping
+    from clinfuse.models.lightning import LateFusionModule
+    from clinfuse.pipelines.data import default_num_workers
+    from clinfuse.pipelines.data_module import CacheDataModule
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
     has_images = any(get_kind(s.kind).channels_last for s in specs.values())
-    channels_last = settings.channels_last if settings.channels_last is not None else accelerator == "gpu"
+    channels_last = settings.image_channels_last if settings.image_channels_last is not None else accelerator == "gpu"
     module = LateFusionModule(model, learning_rate=settings.learning_rate,
                               channels_last=channels_last and has_images)  # fmt: skip
     workers = settings.num_workers if settings.num_workers is not None else default_num_workers(accelerator)
     data = CacheDataModule(str(cache_path), batch_size=settings.batch_size, num_workers=workers,
                            augment_seed=settings.seed, splits=None if splits is None else list(splits))  # fmt: skip
+    # weights only: the best epoch's weights are all that is restored (an optimizer's state would triple the writes)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val_auroc", mode="max", save_top_k=1,
-                                 filename="best-{epoch}")  # fmt: skip
+                                 filename="best-{epoch}", save_weights_only=True)  # fmt: skip
     branch_stopping = BranchEarlyStopping(settings.branch_patience)
     trainer = pl.Trainer(
         max_epochs=settings.max_epochs,
         accelerator=accelerator,
         devices=settings.devices,
         num_nodes=settings.num_nodes,
-        strategy=settings.strategy,
+        strategy=_strategy(settings.strategy),
         precision=resolve_precision(settings.precision, accelerator),
         callbacks=[
             checkpoint,
@@ -197,6 +213,22 @@ def _fit_with_lightning(model: LateFusionModel, cache_path: Path, out: Path, set
     best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     return model, workers, {"gradient_training": True, "best_epoch_val_auroc": best,
                             "epochs_run": trainer.current_epoch, "branches": branch_stopping.summary()}  # fmt: skip
+
+
+def seed_everything(seed: int) -> None:
+    """What Lightning's `seed_everything(seed, workers=True)` sets (Python's, NumPy's and torch's generators; the
+    variables its Trainer and DDP launcher read), without importing Lightning for a run that never uses it."""
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PL_SEED_WORKERS"] = "1"
+
+
+def _strategy(strategy: str) -> str:
+    """Plain DDP fails as soon as branch early stopping freezes a branch (its parameters then get no gradient):
+    `ddp` finds unused parameters."""
+    return "ddp_find_unused_parameters_true" if strategy == "ddp" else strategy
 
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
@@ -314,8 +346,7 @@ def _by_modality(model: LateFusionModel, values: np.ndarray) -> dict[str, float]
 
 def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSettings, device: str,
                        heldout_shift: np.ndarray, calibration_splits: tuple[str, ...]) -> dict:  # fmt: skip
-    """predictions.parquet, calibration.json, the XGBoost baseline and the explanation background; returns the
-    baseline's inner-CV settings.
+    """predictions.parquet, calibration.json and the XGBoost baseline; returns the baseline's inner-CV settings.
 
     The fusion is calibrated on `calibration_splits` with each patient's held-out logit: the logit itself for
     patients the model was not fitted on, the inner out-of-fold logit for those a linear fit saw
@@ -353,7 +384,6 @@ def _write_predictions(model, cache: FeatureCache, out: Path, settings: TrainSet
         table[f"present_{name}"] = outputs["present"][:, column] > 0
         table[f"single_logit_{name}"] = outputs["single_logit"][:, column]
     table.to_parquet(out / run_files.PREDICTIONS, index=False)
-    save_backgrounds(fit_backgrounds(cache, settings.seed), out / run_files.EXPLAIN_BACKGROUND)
     interval = BootstrapInterval.fit(heldout[calibrate], labels[calibrate], seed=settings.seed)
     fitted_on = "val" if calibration_splits == ("val",) else "+".join(calibration_splits) + " (inner out-of-fold)"
     calibration = {"fusion": fusion_calibrator.to_json(), "xgboost": xgb_calibrator.to_json(),
@@ -413,6 +443,8 @@ def _encoder_specs(cache: FeatureCache, accelerator: str, chosen: dict[str, str]
 
 def _loggers(out: Path, tracked: TrainingRun | None) -> list[Logger]:
     """CSV in the run folder; the epoch metrics also go to the MLflow run (on rank 0: the others have none)."""
+    from pytorch_lightning.loggers import CSVLogger
+
     loggers: list[Logger] = [CSVLogger(out, name="logs")]
     if tracked is not None:
         loggers.append(tracked.epoch_logger())

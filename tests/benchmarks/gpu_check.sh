@@ -15,17 +15,20 @@
 #   5. `clinfuse train --accelerator gpu --image-encoder densenet121` for a few epochs (bf16-mixed, channels_last)
 #   6. `clinfuse evaluate`
 #   7. tests/benchmarks/train_throughput.py on that cache (pipeline vs raw step images/s, bf16 vs fp32)
+#   8. 3D: a `--ct` demo cohort (300 patients) ingested as volumes (the CT modality alone), then `clinfuse train`
+#      with the same --image-encoder, which builds DenseNet121 in 3D for volumes (bf16-mixed, channels_last_3d):
+#      the GPU default for volumes, which the CPU tests cannot afford (no fast CPU kernel for bf16 3D convolutions)
 #
 # Everything runs under a scratch folder (default: a new /tmp/clinfuse-gpu-check.*); the log, metrics,
 # report and throughput JSON are also copied to $OUT (the device tool brings that folder back) when it is set.
-# Planned to finish in about 5 minutes on an H100; the device call's limit is 10.
+# Planned to finish in about 6 minutes on an H100 (the 3D steps about one of them); the device call's limit is 10.
 #
 # Device call:  command "bash tests/benchmarks/gpu_check.sh", carry [".whl"], timeout_s 540
 #
 # Dry run on a machine without GPU (tests this script's logic with the project's .venv, CPU, tiny sizes; the
 # wheels are still installed offline into the scratch folder and imported from there):
 #   CLINFUSE_GPU_CHECK_DRY=1 bash tests/benchmarks/gpu_check.sh     (or: bash tests/benchmarks/gpu_check.sh --cpu)
-# Overrides: CLINFUSE_GPU_CHECK_{PATIENTS,IMAGE_SIZE,EPOCHS,ENCODER,WORK}, CLINFUSE_WHEELS (wheel folder),
+# Overrides: CLINFUSE_GPU_CHECK_{PATIENTS,PATIENTS_3D,IMAGE_SIZE,EPOCHS,ENCODER,WORK}, CLINFUSE_WHEELS (wheels),
 # CLINFUSE_PYTHON (interpreter).
 set -euo pipefail
 
@@ -49,6 +52,8 @@ if [[ "$DRY" == 1 ]]; then
   ENCODER="${CLINFUSE_GPU_CHECK_ENCODER:-small_cnn}"
   RESAMPLES=100
   THROUGHPUT_ARGS=(--batch-size 32 --steps 5 --warmup 2)
+  PATIENTS_3D="${CLINFUSE_GPU_CHECK_PATIENTS_3D:-40}"
+  VOLUME_SHAPE=(32 32 32)  # the smallest a DenseNet121 takes, should ENCODER name it
 else
   PY="${CLINFUSE_PYTHON:-python3}"
   ACCELERATOR=gpu
@@ -58,6 +63,8 @@ else
   ENCODER="${CLINFUSE_GPU_CHECK_ENCODER:-densenet121}"
   RESAMPLES=1000
   THROUGHPUT_ARGS=(--batch-size 64 --steps 30 --warmup 5)
+  PATIENTS_3D="${CLINFUSE_GPU_CHECK_PATIENTS_3D:-300}"
+  VOLUME_SHAPE=(64 64 48)  # the dicom kind's default volume
 fi
 WHEELS="${CLINFUSE_WHEELS:-$REPO/.whl}"
 WORK="${CLINFUSE_GPU_CHECK_WORK:-$(mktemp -d /tmp/clinfuse-gpu-check.XXXXXX)}"
@@ -207,6 +214,34 @@ cp "$WORK/run/metrics.json" "$WORK/run/report.md" "$RESULTS/"
 step "train throughput"
 "$PY" "$REPO/tests/benchmarks/train_throughput.py" --cache "$WORK/cache" --accelerator "$ACCELERATOR" \
   --image-encoder "$ENCODER" "${THROUGHPUT_ARGS[@]}" --json "$RESULTS/throughput.json"
+
+step "3D demo cohort"
+clinfuse demo-data --out "$WORK/demo3d" --patients "$PATIENTS_3D" --seed 7 --ct
+"$PY" - "$WORK/demo3d/cohort.yaml" "$WORK/demo3d/cohort_3d.yaml" "${VOLUME_SHAPE[@]}" <<'EOF'
+import sys
+
+import yaml
+
+source, target, shape = sys.argv[1], sys.argv[2], [int(n) for n in sys.argv[3:6]]
+config = yaml.safe_load(open(source))
+config["modalities"] = [m for m in config["modalities"] if m.get("volume")]
+for modality in config["modalities"]:
+    modality["volume_shape"] = shape
+with open(target, "w") as handle:
+    yaml.safe_dump(config, handle, sort_keys=False)
+EOF
+cat "$WORK/demo3d/cohort_3d.yaml"
+
+step "3D ingest"
+clinfuse ingest --config "$WORK/demo3d/cohort_3d.yaml" --out "$WORK/cache3d"
+
+step "3D train"
+# --split: under 1,000 patients training would otherwise cross-validate (5 folds and a refit)
+clinfuse train --cache "$WORK/cache3d" --out "$WORK/run3d" --accelerator "$ACCELERATOR" --max-epochs "$EPOCHS" \
+  --image-encoder "$ENCODER" --split
+cp "$WORK/run3d/run.json" "$RESULTS/run3d.json"
+"$PY" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(json.dumps({k: r.get(k) for k in
+  ("architectures", "best_epoch_val_auroc", "epochs_run", "duration_s")}, indent=1))' "$WORK/run3d/run.json"
 
 step "done"
 echo "step durations (s):"

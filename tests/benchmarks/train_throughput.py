@@ -176,7 +176,7 @@ def _make_timer(warmup: int, steps: int, column: int, device: torch.device):  # 
 def measure_pipeline(setup: _Setup, batch_size: int, workers: int, warmup: int, steps: int) -> tuple[Rate, dict]:
     """(a): Lightning Trainer on CacheDataModule, timed by a callback."""
     import pytorch_lightning as pl
-    from clinfuse.pipelines.data import CacheDataModule
+    from clinfuse.pipelines.data_module import CacheDataModule
 
     module = setup.module()
     data = CacheDataModule(str(setup.cache_path), batch_size=batch_size, num_workers=workers)
@@ -211,7 +211,7 @@ def measure_pipeline(setup: _Setup, batch_size: int, workers: int, warmup: int, 
 
 def measure_loader(setup: _Setup, batch_size: int, workers: int, warmup: int, steps: int) -> Rate:
     """(a'): the same train loader alone, batches moved to the device (pinned memory as in training)."""
-    from clinfuse.pipelines.data import CacheDataModule
+    from clinfuse.pipelines.data_module import CacheDataModule
     from pytorch_lightning.utilities import move_data_to_device
 
     data = CacheDataModule(str(setup.cache_path), batch_size=batch_size, num_workers=workers)

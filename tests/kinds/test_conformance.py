@@ -80,7 +80,7 @@ def test_a_complete_made_up_kind_passes_and_becomes_usable() -> None:
         ({"label": None}, "lacks label"),
         ({"default_architectures": {"cpu": "tiny", "gpu": "huge"}}, "default gpu architecture 'huge'"),
         ({"architectures": ()}, "names no encoder architecture"),
-        ({"worker_modules": ("clinfuse.no_such_module",)}, "worker_modules clinfuse.no_such_module cannot be"),
+        ({"worker_modules": ("no_such_package.sub",)}, "worker_modules no_such_package.sub cannot be"),
         ({"name": "Made Up"}, "not a lower-case identifier"),
         ({"name": "other"}, "must be Literal['other']"),
     ],

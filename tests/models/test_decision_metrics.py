@@ -102,3 +102,41 @@ def test_bootstrap_percentiles_draw_the_same_resamples_as_the_auroc_interval() -
                                rtol=0, atol=1e-12)  # fmt: skip
     undefined = dm.bootstrap_percentiles(labels, probabilities, lambda y, p: np.array([np.nan, 1.0]), 50, 0)
     assert np.isnan(undefined[0]).all() and undefined[1].tolist() == [1.0, 1.0]
+
+
+def test_calibration_fits_are_the_maximum_likelihood_estimates() -> None:
+    """The intercept solves its score equation and the slope is scikit-learn's unpenalised logistic regression
+    solved to full precision."""
+    from sklearn.linear_model import LogisticRegression
+
+    labels, probabilities = _calibrated_sample(300, seed=9)
+    risks = expit(1.7 * logit(probabilities) - 0.4)
+    intercept = dm.calibration_intercept(labels, risks)
+    assert expit(intercept + logit(risks)).sum() == pytest.approx(labels.sum(), rel=1e-12)
+    exact = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-14, max_iter=1000)
+    assert dm.calibration_slope(labels, risks) == pytest.approx(exact.fit(logit(risks)[:, None], labels).coef_[0, 0],
+                                                                rel=1e-9)  # fmt: skip
+
+
+def test_batched_bootstrap_statistics_equal_the_statistic_on_each_resample() -> None:
+    """calibration_batched and alert_statistics_batched (every resample at once, patients weighted by their
+    draw counts) give each resample's own values: separated resamples (no slope) and alert-free ones (no PPV)
+    included, and the same intervals as the loop over resamples."""
+    labels, probabilities = _calibrated_sample(30, seed=3)
+    probabilities = expit(3.0 * logit(probabilities))  # sharp risks: some resamples are separated
+    samples = metrics.bootstrap_samples(labels, 60, seed=1)
+    counts = metrics.resample_counts(samples, len(labels))
+    thresholds = (0.2, 0.5, 0.99)
+    calibration = dm.calibration_batched(labels, probabilities, counts)
+    alerts = dm.alert_statistics_batched(labels, probabilities, thresholds, counts)
+    for sample, fitted, alerted in zip(samples, calibration, alerts, strict=True):
+        np.testing.assert_allclose(fitted, dm.calibration_intercept_and_slope(labels[sample], probabilities[sample]),
+                                   rtol=0, atol=1e-12)  # fmt: skip
+        np.testing.assert_array_equal(alerted, dm.alert_statistics(labels[sample], probabilities[sample],
+                                                                   thresholds).ravel())  # fmt: skip
+    assert np.isnan(calibration[:, 1]).any() and np.isfinite(calibration[:, 1]).any()
+    assert np.isnan(alerts).any()
+    looped = dm.bootstrap_percentiles(labels, probabilities, dm.calibration_intercept_and_slope, 60, 1)
+    batched = dm.bootstrap_percentiles(labels, probabilities, dm.calibration_intercept_and_slope, 60, 1,
+                                       batched=dm.calibration_batched)  # fmt: skip
+    np.testing.assert_allclose(batched, looped, rtol=0, atol=1e-12)

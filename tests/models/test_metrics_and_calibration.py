@@ -84,3 +84,19 @@ def test_batched_bootstrap_equals_scikit_learn_called_per_resample(n: int, decim
             values.append(metric(labels[sample], scores[sample]))
     expected = [np.quantile(values, 0.025), np.quantile(values, 0.975)]
     np.testing.assert_allclose(metrics.bootstrap_ci(labels, scores, metric, 300, 4), expected, rtol=0, atol=1e-12)
+
+
+def test_ece_noise_equals_one_draw_and_one_ece_per_resample() -> None:
+    """The perfectly-calibrated reference is computed for all draws at once: the same draws and ECEs as a loop,
+    and ties with the observed ECE (constant risks make them common) still count towards the p-value."""
+    rng = np.random.default_rng(8)
+    for probabilities in (rng.uniform(0.02, 0.98, size=90), np.full(12, 0.3)):
+        labels = (rng.random(len(probabilities)) < probabilities).astype(int)
+        draws = np.random.default_rng(5)
+        eces = np.array([metrics.expected_calibration_error(draws.random(len(probabilities)) < probabilities,
+                                                            probabilities) for _ in range(200)])  # fmt: skip
+        observed = metrics.expected_calibration_error(labels, probabilities)
+        result = metrics.ece_if_perfectly_calibrated(labels, probabilities, resamples=200, seed=5)
+        assert result["mean"] == pytest.approx(eces.mean(), rel=0, abs=1e-12)
+        assert result["p95"] == pytest.approx(np.quantile(eces, 0.95), rel=0, abs=1e-12)
+        assert result["p_value"] == np.mean(eces >= observed - 1e-12)

@@ -49,6 +49,9 @@ def test_small_real_cohort_is_cross_validated_and_matches_a_logistic_regression(
     # every branch linear: no Lightning, the regression fitted on train + validation, calibrated out of fold
     assert info["gradient_training"] is False and info["linear_branches"]["fitted_on"] == ["train", "val"]
     assert "out-of-fold" in json.loads((run / "calibration.json").read_text())["fitted_on"]
+    # only the deployable refit is ever explained: the folds carry no explanation background
+    assert (run / "explain_background.safetensors").is_file()
+    assert not list((run / "cv").glob("*/explain_background.safetensors"))
     fold = pd.read_parquet(run / "cv" / "repeat0_fold0" / "predictions.parquet")
     seen = fold["split"] != "test"
     assert not np.allclose(fold.loc[seen, "fusion_logit_heldout"], fold.loc[seen, "fusion_logit"])
@@ -66,8 +69,9 @@ def test_small_real_cohort_is_cross_validated_and_matches_a_logistic_regression(
     labels = cohort["label"].to_numpy()
     baseline = np.zeros(len(labels))
     for _, _, splits in fold_splits(labels, folds=5, repeats=1, seed=0):
-        model = LogisticRegressionCV(Cs=13, l1_ratios=(0.0,), cv=5, scoring="neg_log_loss", max_iter=5000,
-                                     use_legacy_attributes=False)
+        model = LogisticRegressionCV(
+            Cs=13, l1_ratios=(0.0,), cv=5, scoring="neg_log_loss", max_iter=5000, use_legacy_attributes=False
+        )
         baseline[splits == "test"] = model.fit(x[splits != "test"], labels[splits != "test"]).decision_function(
             x[splits == "test"])  # fmt: skip
     by_patient = oof.set_index("patient").loc[cohort["patient"], "fusion_logit"].to_numpy()

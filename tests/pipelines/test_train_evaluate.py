@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -147,10 +148,16 @@ def test_operating_thresholds_fall_back_to_test_without_a_validation_split(demo_
 
 
 def test_evaluate_rejects_bad_operating_point_options(clinfuse_exe: Path, tmp_path: Path) -> None:
-    result = subprocess.run([str(clinfuse_exe), "evaluate", str(tmp_path), "--thresholds", "10,20"],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith("error: --thresholds 10, 20 must be strictly between 0 and 1 (give fractions")
+    # -X importtime lists what the command imported (evaluation itself, before the options are checked): never
+    # torch, Lightning or MLflow, which take seconds each and which evaluation needs only to log its metrics
+    result = subprocess.run([sys.executable, "-X", "importtime", str(clinfuse_exe), "evaluate", str(tmp_path),
+                             "--thresholds", "10,20"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert result.returncode == 2 and len(errors) == 1
+    assert errors[0].startswith("error: --thresholds 10, 20 must be strictly between 0 and 1 (give fractions")
+    assert "clinfuse.pipelines.evaluation.evaluate" in imported
+    assert not imported & {"torch", "pytorch_lightning", "mlflow"}
     with pytest.raises(ClinFuseError, match="'0.8;0.9' is not a comma-separated list"):
         parse_fractions("0.8;0.9", "--target-sensitivity")
     with pytest.raises(ClinFuseError, match="nan must be strictly between"):
