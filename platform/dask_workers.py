@@ -18,7 +18,7 @@ from typing import Any
 
 from clinfuse.platform.errors import ClinFuseError
 
-_TASKS_PER_WORKER = 4  # tasks in flight per worker: enough to hide a round trip, few enough to keep memory flat
+_TASKS_PER_WORKER = 4  # tasks in flight per worker thread: enough to hide a round trip, few enough for flat memory
 _MAX_ITEMS_PER_TASK = 16
 _CONNECT_TIMEOUT = "20s"
 
@@ -79,10 +79,10 @@ class DaskWorkers:
         (a decoder that crashed the process) is retried item by item, so only the item that kills a worker is
         lost; its result is `on_lost(item, error)` of the function when it has one, else the error is raised."""
         client = self.client()
-        workers = max(1, len(client.scheduler_info().get("workers", {})))
-        per_task = max(1, min(_MAX_ITEMS_PER_TASK, len(items) // (_TASKS_PER_WORKER * workers)))
+        slots = max(1, sum(client.nthreads().values()))  # worker threads: `dask worker --nthreads` may give several
+        per_task = max(1, min(_MAX_ITEMS_PER_TASK, len(items) // (_TASKS_PER_WORKER * slots)))
         batches = iter([items[start : start + per_task] for start in range(0, len(items), per_task)])
-        window = _TASKS_PER_WORKER * workers
+        window = _TASKS_PER_WORKER * slots
 
         def submit(batch: list) -> tuple[list, Any]:
             return batch, client.submit(run_batch, function, batch, pure=False)
