@@ -11,6 +11,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,7 @@ ENOSPC, EDQUOT = os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT)
 @pytest.mark.parametrize(
     ("target", "error", "message"),
     [
-        ((np, "save"), OSError(errno.ENOSPC, ENOSPC), ENOSPC),  # the imaging modality's images.npy
+        ((shutil, "copyfileobj"), OSError(errno.ENOSPC, ENOSPC), ENOSPC),  # images.npy (RowWriter.save copies rows)
         ((pd.DataFrame, "to_parquet"), OSError(errno.ENOSPC, ENOSPC), ENOSPC),  # genomics, then cohort.parquet
         ((Path, "write_text"), OSError(errno.EDQUOT, EDQUOT), EDQUOT),  # report / manifest
         # as a library that wraps the OS error in its own type (polars under PyHealth) reports it
