@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from profile_hotspots import clinfuse_hotspots  # this folder is on sys.path when the script runs
 
 VENV_BIN = Path(sys.executable).parent
 READY_TIMEOUT_S = 300
@@ -175,15 +176,9 @@ def _profile(model, frame) -> list[str]:
     profile.enable()
     model.predict(frame)
     profile.disable()
-    stats = pstats.Stats(profile).stats  # (file, line, function) -> (calls, ncalls, own s, cumulative s, callers)
-    ours = {key: entry for key, entry in stats.items() if key[0].startswith(root) and "/.venv/" not in key[0]}
-    biggest_callee: dict[tuple, float] = {}
-    for entry in ours.values():
-        for caller, (_, _, _, cumulative) in entry[4].items():
-            biggest_callee[caller] = max(biggest_callee.get(caller, 0.0), cumulative)
-    kept = [(key, entry) for key, entry in ours.items() if biggest_callee.get(key, 0.0) < 0.9 * entry[3]]
-    kept.sort(key=lambda item: item[1][3], reverse=True)
-    total = max(entry[3] for entry in stats.values())
+    stats = pstats.Stats(profile)
+    kept = clinfuse_hotspots(stats, root)
+    total = max(entry[3] for entry in stats.stats.values())
     lines = [f"profile of one warm in-process 1-patient predict ({total * 1000:.0f} ms under cProfile); "
              "top 8 ClinFuse functions by cumulative time, wrappers left out:"]  # fmt: skip
     for (file, line, function), (_, calls, own, cumulative, _) in kept[:8]:

@@ -44,6 +44,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from profile_hotspots import clinfuse_hotspots  # this folder is on sys.path when the script runs
+
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARK_KEY = "clinfuse-small-cohort-speed-benchmark-0123456789abcdef"  # test key: a public cohort only
@@ -197,16 +199,10 @@ def profile_train(work: Path, env: dict[str, str], folds: int, seed: int) -> lis
     command = [sys.executable, "-m", "cProfile", "-o", str(stats_file), str(VENV_BIN / "clinfuse"), "train",
                "--cache", str(work / "cache"), "--out", str(out), "--cv", str(folds), "--seed", str(seed)]  # fmt: skip
     _timed(command, env, work / "logs" / "train-profiled.log")
-    stats = pstats.Stats(str(stats_file)).stats  # (file, line, function) -> (calls, ncalls, own, cumulative, callers)
+    stats = pstats.Stats(str(stats_file))
     root = str(REPO)
-    ours = {key: entry for key, entry in stats.items() if key[0].startswith(root) and "/.venv/" not in key[0]}
-    biggest_callee: dict[tuple, float] = {}
-    for entry in ours.values():
-        for caller, (_, _, _, cumulative) in entry[4].items():
-            biggest_callee[caller] = max(biggest_callee.get(caller, 0.0), cumulative)
-    kept = [(key, entry) for key, entry in ours.items() if biggest_callee.get(key, 0.0) < 0.9 * entry[3]]
-    kept.sort(key=lambda item: item[1][3], reverse=True)
-    total = max(entry[3] for entry in stats.values())
+    kept = clinfuse_hotspots(stats, root)
+    total = max(entry[3] for entry in stats.stats.values())
     lines = [f"profile of `clinfuse train --cv {folds}` ({total:.1f} s under cProfile, main process only); top "
              f"{PROFILE_TOP} ClinFuse functions by cumulative time, wrappers left out:"]  # fmt: skip
     for (file, line, function), (_, calls, own, cumulative, _) in kept[:PROFILE_TOP]:
