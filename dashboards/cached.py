@@ -22,6 +22,7 @@ from clinfuse.dashboards.dashboard_config import (
     users_path,
 )
 from clinfuse.dashboards.users import LoginLimiter, UserStore, limiter_path
+from clinfuse.platform.kinds import get_kind
 
 WARM_PATIENTS = 3  # the highest-risk patients, the ones a clinician opens first, explained before they are opened
 
@@ -110,8 +111,9 @@ def prefetch(context: AppContext, patients: list[str]) -> None:
 
 def warm_up() -> None:
     """At server start (dashboard_server.py), in a background thread: read the scores, verify the model bundle,
-    load the explainer and explain the WARM_PATIENTS highest-risk patients into the caches the pages read, so the
-    first patient opens at once. A failure is only logged (no details, which could name a patient): the page that
+    load the explainer, explain the WARM_PATIENTS highest-risk patients and let each modality's kind load what its
+    section reads (`prepare_section`), into the caches the pages read, so the first patient opens at once; and make
+    the sign-in's dummy hash. A failure is only logged (no details, which could name a patient): the page that
     needs the failing part shows it with its message."""
     started = time.perf_counter()
     try:
@@ -121,11 +123,14 @@ def warm_up() -> None:
         data = _patient_data(str(path), version)
         for patient in patients:
             data.explain(patient)
+        for name, kind in data.modalities.items():
+            get_kind(kind).prepare_section(data.cache, name)
+        UserStore(users_path()).prepare()
     except Exception as exc:
         _server_log().warning("dashboard warm-up failed (%s); the pages show why", type(exc).__name__)
         return
     seconds = time.perf_counter() - started
-    message = "dashboard warm-up: explainer loaded, %d highest-risk patients explained, in %.1f s"
+    message = "dashboard warm-up: explainer loaded, %d highest-risk patients explained, sections prepared, in %.1f s"
     _server_log().info(message, len(patients), seconds)
 
 

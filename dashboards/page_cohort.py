@@ -13,6 +13,7 @@ from clinfuse.dashboards.users import User
 PATIENT_KEY = "patient"  # the patient the patient page shows (pseudonym)
 VIEWED_KEY = "viewed_patient"  # the patient whose view was last audited; reset on other pages
 TABLE_GENERATION_KEY = "cohort_table_generation"
+SHOWN_KEY = "cohort_table_patients"  # the patients of the table as last drawn, in its row order
 
 
 def ranked_table(context: AppContext):
@@ -27,6 +28,9 @@ def ranked_table(context: AppContext):
 
 def render(context: AppContext, user: User, open_patient: Callable[[str], None]) -> None:
     st.session_state[VIEWED_KEY] = None
+    clicked = _clicked_patient()
+    if clicked is not None:  # open it at once: drawing the cohort page again first would only delay the patient
+        open_patient(clicked)
     scores, table = ranked_table(context)
     # Done at server start (cached.warm_up); here for scores replaced since, or a server started without it.
     cached.prefetch(context, scores.highest_risk(cached.WARM_PATIENTS))
@@ -83,7 +87,7 @@ def render(context: AppContext, user: User, open_patient: Callable[[str], None])
         display = cohort_display(shown, names)
         generation = st.session_state.setdefault(TABLE_GENERATION_KEY, 0)
         key = f"cohort_table_{generation}"
-        event = st.dataframe(
+        st.dataframe(
             display,
             key=key,
             hide_index=True,
@@ -96,10 +100,7 @@ def render(context: AppContext, user: User, open_patient: Callable[[str], None])
                 "rank": st.column_config.NumberColumn("#", width="small"),
             },
         )
-        rows = event.selection.rows if event is not None else []
-        if rows:
-            st.session_state[TABLE_GENERATION_KEY] = generation + 1  # a fresh table (no selection) on return
-            open_patient(str(display.iloc[rows[0]]["patient"]))
+        st.session_state[SHOWN_KEY] = display["patient"].astype(str).tolist()
         export = cohort_csv(display)
         st.download_button(
             "Export shown patients (CSV)",
@@ -115,6 +116,19 @@ def render(context: AppContext, user: User, open_patient: Callable[[str], None])
     if len(errors):
         with st.expander(f"{len(errors)} patient(s) could not be scored"):
             st.dataframe(errors[["patient_id", "error"]], hide_index=True)
+
+
+def _clicked_patient() -> str | None:
+    """The patient whose row was clicked in the table as last drawn (its selection arrives with this rerun, before
+    the table is drawn again); None without a click. The next table is a fresh one, with no row selected."""
+    generation = st.session_state.setdefault(TABLE_GENERATION_KEY, 0)
+    selection = st.session_state.get(f"cohort_table_{generation}")
+    rows = selection["selection"]["rows"] if selection else []
+    shown = st.session_state.get(SHOWN_KEY, [])
+    if not rows or rows[0] >= len(shown):
+        return None
+    st.session_state[TABLE_GENERATION_KEY] = generation + 1
+    return shown[rows[0]]
 
 
 def _audit_export(context: AppContext, user: User, n_patients: int) -> None:

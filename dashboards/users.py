@@ -178,6 +178,10 @@ class UserStore:
             return None
         return User(name, entry["role"])
 
+    def prepare(self) -> None:
+        """Make the dummy hash now (the dashboard's warm-up), so that the first sign-in does not pay for it."""
+        self._dummy(self._read())
+
     @staticmethod
     def _dummy(users: dict[str, dict]) -> bytes:
         """A dummy hash at the cost most of the stored hashes have (a file written with another cost, or with

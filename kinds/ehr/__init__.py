@@ -65,6 +65,11 @@ class EhrKind(ModalityKind):
         render_ehr_section(section)
         return True
 
+    def prepare_section(self, cache, name: str) -> None:
+        from clinfuse.kinds.ehr.section import events_of_every_patient
+
+        events_of_every_patient(cache, name)
+
     def request_cell(self, config, patient_id: str):
         from clinfuse.kinds.ehr.request import ehr_request_cell
 

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 from clinfuse.dashboards.charts import PLOT_CONFIG, ehr_timeline, signed_bars
 from clinfuse.kinds.ehr.ingest import EVENTS_FILE
-from clinfuse.platform.cache.feature_cache import MANIFEST_FILE
+from clinfuse.platform.cache.feature_cache import MANIFEST_FILE, FeatureCache
 from clinfuse.platform.kinds import SectionData
 
 EVENT_COLUMNS = ["days_before_index", "kind", "code", "value", "unit", "text"]
@@ -27,10 +27,13 @@ def _events_by_patient(
     return table.drop(columns="patient"), {str(patient): positions for patient, positions in rows.items()}
 
 
+def events_of_every_patient(cache: FeatureCache, modality: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The modality's events and each patient's row positions in them (read once per cache version)."""
+    return _events_by_patient(str(cache.path), modality, (cache.path / MANIFEST_FILE).stat().st_mtime)
+
+
 def render_ehr_section(section: SectionData) -> None:
-    cache = section.cache
-    mtime = (cache.path / MANIFEST_FILE).stat().st_mtime
-    table, rows = _events_by_patient(str(cache.path), section.modality, mtime)
+    table, rows = events_of_every_patient(section.cache, section.modality)
     positions = rows.get(section.patient)
     events = (table.iloc[positions].reset_index(drop=True) if positions is not None
               else pd.DataFrame(columns=EVENT_COLUMNS))  # fmt: skip

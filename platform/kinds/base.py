@@ -143,6 +143,11 @@ class ModalityKind(ABC):
         """Draw the patient's section on the dashboard (streamlit); False: the dashboard draws a generic one."""
         return False
 
+    def prepare_section(self, cache: FeatureCache, name: str) -> None:
+        """Load what `render_section` reads for every patient (the dashboard calls it once at start, in the
+        background), so that the first patient page does not wait for it."""
+        return None
+
     def request_cell(self, config: Any, patient_id: str) -> Any:
         """One patient's data from the site's own source (`config`: the site's modality config) as the JSON value
         of this modality's cell in an online scoring request (docs/serving.md); NoSourceData when there is none."""

@@ -125,6 +125,18 @@ def test_model_page_shows_operating_points_and_the_decision_curve(dashboard_env)
     assert [trace["name"] for trace in curve["data"]] == ["fusion", "xgboost", "treat all", "treat none"]
 
 
+def test_a_click_in_a_filtered_table_opens_the_patient_of_that_row(dashboard_env) -> None:
+    at = _sign_in(_app(), "clara")
+    wanted = str(at.dataframe[0].value.iloc[5]["patient"])
+    at.text_input(key="filter_search").input(wanted).run()
+    assert list(at.dataframe[0].value["patient"]) == [wanted]
+    key = f"cohort_table_{at.session_state['cohort_table_generation']}"
+    at.session_state[key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception, at.exception
+    assert [h.value for h in at.header] == [f"Patient {wanted}"]
+
+
 def test_cohort_click_opens_highest_risk_patient_and_each_view_is_audited(dashboard_env) -> None:
     at = _sign_in(_app(), "clara")
     table = at.dataframe[0].value
