@@ -179,7 +179,7 @@ def test_scoring_scores_patients_with_the_modality(tiny: dict, kind_name: str) -
 
 
 def _section_app(cache_path: str, modality: str, kind_name: str, patient: str, run: str) -> None:
-    """Render one kind's dashboard section the way the patient page does (a streamlit script)."""
+    """Prepare and render one kind's dashboard section the way the dashboard does (a streamlit script)."""
     import streamlit as st
     from clinfuse.pipelines.explain import RunExplainer
     from clinfuse.platform.cache import FeatureCache
@@ -191,7 +191,9 @@ def _section_app(cache_path: str, modality: str, kind_name: str, patient: str, r
     entry = {"kind": raw["kind"], "top": raw["top"], "heatmap": raw["heatmap_array"], "detail": raw["detail"],
              "source_geometry": raw.get("source_geometry")}  # fmt: skip
     row = int(cache.rows(modality)[cache.cohort.index[cache.cohort["patient"] == patient][0]])
-    drawn = get_kind(kind_name).render_section(SectionData(modality, patient, row, cache, entry))
+    kind = get_kind(kind_name)
+    kind.prepare_section(cache, modality)  # as the dashboard's warm-up does, before any page
+    drawn = kind.render_section(SectionData(modality, patient, row, cache, entry))
     st.write(f"section drawn: {drawn}")
 
 
