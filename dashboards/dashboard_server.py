@@ -18,7 +18,8 @@ flag the command line passes). The headers:
 HSTS belongs to the TLS-terminating reverse proxy (this server speaks plain HTTP).
 
 Its lifespan hook starts `cached.warm_up` as the server starts: the model, explainer and the highest-risk
-patients' explanations are then ready before the first patient is opened.
+patients' explanations are then ready before the first patient is opened. `prewarm.py` adds a route and a
+middleware that let the browser load the pages' element code while the user signs in.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import streamlit as st
+from clinfuse.dashboards.prewarm import PrewarmTag, prewarm_route
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -108,4 +110,5 @@ async def warm_up(_app: st.App) -> AsyncIterator[None]:
     yield
 
 
-app = st.App(Path(__file__).with_name("app.py"), lifespan=warm_up, middleware=[Middleware(SecurityHeaders)])
+app = st.App(Path(__file__).with_name("app.py"), lifespan=warm_up, routes=[prewarm_route()],
+             middleware=[Middleware(SecurityHeaders), Middleware(PrewarmTag)])  # fmt: skip

@@ -141,3 +141,30 @@ def test_streamlits_inline_script_is_allowed_by_its_hash(dashboard_server: str) 
     for script in re.findall(r"<script>(.*?)</script>", page, flags=re.S):
         digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
         assert f"'sha256-{digest}'" in policy
+
+
+@pytest.mark.parametrize("path", ["/", "/cohort"])
+def test_pages_load_the_prewarm_script_whose_chunks_exist(dashboard_server: str, path: str) -> None:
+    """Every page carries the prewarm module tag (also when the browser asks for gzip), and each chunk the script
+    imports resolves, relative to the script's URL, to a file the server serves."""
+    from clinfuse.dashboards.prewarm import PREWARM_SCRIPT
+
+    request = urllib.request.Request(dashboard_server + path, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        page = response.read().decode()
+        assert int(response.headers["Content-Length"]) == len(page.encode())
+    assert page.count(f'<script type="module" src=".{PREWARM_SCRIPT}"></script></head>') == 1
+    with urllib.request.urlopen(dashboard_server + PREWARM_SCRIPT, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/javascript")
+        script = response.read().decode()
+    chunks = re.findall(r'"\.\./(static/js/[^"]+\.js)"', script)
+    assert len(chunks) >= 2
+    for chunk in chunks:
+        assert _get(f"{dashboard_server}/{chunk}")[0] == 200, chunk
+
+
+def test_every_prewarmed_element_has_its_chunk_in_the_installed_streamlit() -> None:
+    """A Streamlit upgrade that renames an element's chunk would silently slow the first pages down again."""
+    from clinfuse.dashboards.prewarm import PREWARMED_ELEMENTS, chunk_files
+
+    assert set(chunk_files()) == set(PREWARMED_ELEMENTS)
