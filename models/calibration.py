@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import expit  # the logistic function without overflow warnings at large |logit|
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class PlattCalibrator:
 
         def nll_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
             z = params[0] * logits + params[1]
-            residual = 1.0 / (1.0 + np.exp(-z)) - labels
+            residual = expit(z) - labels
             loss = float(np.mean(np.logaddexp(0.0, z) - labels * z))
             return loss, np.array([np.mean(residual * logits), np.mean(residual)])
 
@@ -36,7 +37,7 @@ class PlattCalibrator:
         return self.slope * np.asarray(logits, float) + self.intercept
 
     def probability(self, logits: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logit(logits)))
+        return expit(self.logit(logits))
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -93,7 +94,7 @@ def fit_platt_weighted(logits: np.ndarray, labels: np.ndarray, weights: np.ndarr
     slope, intercept = np.ones(len(weights)), np.zeros(len(weights))
     for _ in range(iterations):
         z = slope[:, None] * logits + intercept[:, None]
-        p = 1.0 / (1.0 + np.exp(-z))
+        p = expit(z)
         residual, curvature = weights * (p - labels), weights * p * (1.0 - p) + 1e-12
         g1, g2 = (residual * logits).sum(axis=1), residual.sum(axis=1)
         h11, h12, h22 = (curvature * logits**2).sum(axis=1), (curvature * logits).sum(axis=1), curvature.sum(axis=1)

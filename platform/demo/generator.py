@@ -22,7 +22,7 @@ from clinfuse.platform.demo.dicom_export import (
     write_radiograph,
 )
 from clinfuse.platform.demo.ecg import write_ecgs
-from clinfuse.platform.demo.ehr_formats import EHR_FORMATS, EHR_WRITERS
+from clinfuse.platform.demo.ehr_formats import EHR_FORMATS, ehr_writer
 from clinfuse.platform.demo.expression import write_expression
 from clinfuse.platform.demo.latent import (
     MODALITY_NAMES,
@@ -76,7 +76,7 @@ def generate_demo_cohort(out: Path, patients: int = 1000, seed: int = 0,
     images, findings, presentations = _write_imaging(cohort, out, seed, rng["image"], rng["image_presentation"])
     gene_loadings = write_expression(cohort, out / "genomics", rng["genes"])
     ehr_tables, ehr_truth = build_mimic4(cohort, rng["ehr"])
-    EHR_WRITERS[ehr_format](ehr_tables, out / "ehr")
+    ehr_writer(ehr_format)(ehr_tables, out / "ehr")
     optional_truth = {name: OPTIONAL_WRITERS[name](_subjects(cohort, name), out / name, rng[name]) for name in optional}
 
     write_csv_deterministic(

@@ -6,22 +6,29 @@ value) and ClinFuse's readers give the same event stream whichever one a cohort 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from clinfuse.platform.demo.ehr_formats.fhir import write_fhir
-from clinfuse.platform.demo.ehr_formats.meds import write_meds
-from clinfuse.platform.demo.ehr_formats.omop import write_omop
-from clinfuse.platform.demo.mimic import write_mimic4
+if TYPE_CHECKING:
+    import pandas as pd
 
-# `--ehr-format` value (also the ehr modality's `source:` in cohort.yaml) -> writer of the MIMIC-IV tables in it
-EHR_WRITERS: dict[str, Callable[[dict[str, pd.DataFrame], Path], None]] = {
-    "mimic4": write_mimic4,
-    "omop": write_omop,
-    "meds": write_meds,
-    "fhir": write_fhir,
+# `--ehr-format` value (also the ehr modality's `source:` in cohort.yaml) -> (module, function) of the writer of
+# the MIMIC-IV tables in it: imported on use, since every CLI start lists the formats (fhir.resources is heavy)
+EHR_WRITERS: dict[str, tuple[str, str]] = {
+    "mimic4": ("clinfuse.platform.demo.mimic", "write_mimic4"),
+    "omop": ("clinfuse.platform.demo.ehr_formats.omop", "write_omop"),
+    "meds": ("clinfuse.platform.demo.ehr_formats.meds", "write_meds"),
+    "fhir": ("clinfuse.platform.demo.ehr_formats.fhir", "write_fhir"),
 }
 EHR_FORMATS: tuple[str, ...] = tuple(EHR_WRITERS)
 
-__all__ = ["EHR_FORMATS", "EHR_WRITERS"]
+
+def ehr_writer(ehr_format: str) -> Callable[[dict[str, pd.DataFrame], Path], None]:
+    """The writer of one of EHR_FORMATS."""
+    module, function = EHR_WRITERS[ehr_format]
+    return getattr(importlib.import_module(module), function)
+
+
+__all__ = ["EHR_FORMATS", "EHR_WRITERS", "ehr_writer"]
