@@ -1,9 +1,10 @@
 """The Dask workers of one ingest or scoring job: an existing cluster (`--scheduler`), or a LocalCluster of `count`
 single-threaded worker processes on loopback (`--workers`), started on demand and closed with the job.
 
-A LocalCluster starts in a background thread: spawning workers and importing torch in them takes tens of seconds
-on a small machine, and the caller keeps decoding in its own process meanwhile, handing the rest over once the
-workers are ready. Scoring shares one cluster between its ingest and its chunks, so the workers start once.
+A LocalCluster starts in a background thread, and only when the work is worth it (`map_adaptive`): spawning
+workers and importing torch in them takes tens of seconds on a small machine, and the caller keeps working in its
+own process meanwhile, handing the rest over once the workers are ready. Scoring shares one cluster between its
+ingest and its chunks, so the workers start at most once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -21,6 +23,9 @@ from clinfuse.platform.errors import ClinFuseError
 _TASKS_PER_WORKER = 4  # tasks in flight per worker thread: enough to hide a round trip, few enough for flat memory
 _MAX_ITEMS_PER_TASK = 16
 _CONNECT_TIMEOUT = "20s"
+WORKER_START_UP_S = 30.0  # a local worker's imports (torch, MONAI, decoders): 29-39 s measured on 2 busy cores
+WORTH_STARTING = 1.0  # workers start while this process goes on working: they cost only the cores their start takes
+MEASURE_S = 2.0  # work at least this long in this process before estimating the rest
 
 
 class DaskWorkers:
@@ -97,6 +102,30 @@ class DaskWorkers:
                 results = [self._one(client, function, item, lost) for item in batch]
             del future  # the scheduler forgets a result nobody holds
             yield from results
+
+    def map_adaptive(self, function: Callable[[Any], Any], items: list) -> Iterator[Any]:
+        """function(item) for every item, in order, computed in this process and on the workers.
+
+        Work starts in this process. Local workers are started in the background only once the measured time per
+        item says the rest would take this process longer than starting them does (each imports torch and the
+        kinds' worker modules): counting items instead would send a few large items, or many small ones, the
+        wrong way. As soon as the workers are ready (at once for a running cluster, `--scheduler`), they take the
+        rest (`map_ordered`); this process goes on working until then."""
+        started, done = 0.0, 0
+        for item in items:
+            if self.ready():
+                break
+            yield function(item)
+            done += 1
+            if done == 1:  # the first item pays this process's lazy imports and loads: the clock starts after it
+                started = time.perf_counter()
+                continue
+            elapsed = time.perf_counter() - started
+            remaining = (len(items) - done) * elapsed / (done - 1)
+            if self.parallel and elapsed >= MEASURE_S and remaining > WORTH_STARTING * WORKER_START_UP_S:
+                self.start()
+        if done < len(items):
+            yield from self.map_ordered(function, items[done:])
 
     @staticmethod
     def _one(client: Any, function: Callable[[Any], Any], item: Any, lost: Exception) -> Any:

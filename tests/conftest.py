@@ -110,7 +110,8 @@ SCORE_CHUNK_SIZE = 40
 
 @pytest.fixture(scope="session")
 def demo_scores(registered_model: str, demo_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo cohort scored with explanations by the registered model on a real 2-worker Dask LocalCluster."""
+    """The demo cohort scored with explanations by the registered model with `--workers 2`: a job this small is
+    scored in this process, local workers would only add their start-up (test_scoring.py scores on a cluster)."""
     from clinfuse.pipelines.scoring.job import score
 
     out = tmp_path_factory.mktemp("scores") / "scores.parquet"

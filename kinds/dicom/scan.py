@@ -3,7 +3,6 @@ the key that says whether earlier decoded rows can be reused, and the report's f
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,10 +22,6 @@ from clinfuse.kinds.dicom.headers import (
 from clinfuse.platform.ingest.context import IngestContext
 from clinfuse.platform.ingest.fingerprint import combine, file_digest
 from tqdm import tqdm
-
-WORKER_START_UP_S = 30.0  # a spawned decoding worker's imports (torch, MONAI, decoders): 29-39 s measured, 2 busy cores
-_WORTH_STARTING = 1.0  # workers start while this process goes on decoding: they cost only the cores their start takes
-_MEASURE_S = 2.0  # decode at least this long in this process before estimating the rest
 
 
 @dataclass
@@ -82,34 +77,12 @@ def decode_all(
 
 
 def run_all(function: Callable[[Any], Any], arguments: list, context: IngestContext, desc: str) -> Iterator[Any]:
-    """function(argument) per argument, in order, computed here and on the job's Dask workers.
-
-    Work starts in this process. Local workers are started in the background only once the measured time per
-    item says the rest would take this process longer than starting them does (each imports torch and MONAI):
-    counting files or series instead would send a small cohort of large series, or a large one of small images,
-    the wrong way. As soon as the workers are ready (at once for a running cluster, `--scheduler`), they take
-    the rest; this process goes on working until then."""
-    workers = context.workers
-    started, done = 0.0, 0
+    """function(argument) per argument, in order, computed here and on the job's Dask workers once starting them
+    is worth it (`DaskWorkers.map_adaptive`), with a progress bar."""
     with tqdm(total=len(arguments), desc=desc, unit="item", disable=not context.progress) as bar:
-        for argument in arguments:
-            if workers.ready():
-                break
-            yield function(argument)
-            done += 1
+        for outcome in context.workers.map_adaptive(function, arguments):
+            yield outcome
             bar.update()
-            if done == 1:  # the first item pays this process's lazy imports (MONAI): the clock starts after it
-                started = time.perf_counter()
-                continue
-            elapsed = time.perf_counter() - started
-            remaining = (len(arguments) - done) * elapsed / (done - 1)
-            if workers.parallel and elapsed >= _MEASURE_S and remaining > _WORTH_STARTING * WORKER_START_UP_S:
-                workers.start()
-        rest = arguments[done:]
-        if rest:
-            for outcome in workers.map_ordered(function, rest):
-                yield outcome
-                bar.update()
 
 
 class _Guarded:

@@ -1,5 +1,5 @@
-"""`clinfuse score`: a registered model over a whole cohort, in chunks, resumable, on Dask workers (or, for one
-local worker, in this process).
+"""`clinfuse score`: a registered model over a whole cohort, in chunks, resumable, in this process and on Dask
+workers once the job is large enough to be worth starting them (or at once on a `--scheduler` cluster).
 
 Layout beside `--out scores.parquet`: `scores.work/cache` (the scoring feature cache, kept: the dashboard
 reads images and timelines from it), `scores.work/chunks/chunk-NNNNN.parquet` (one atomically written file
@@ -65,9 +65,7 @@ def score(
     fitted = scoring_config(config, resolved.path)  # a config that does not fit the model fails before workers start
     work = out.with_suffix(".work")
     preload = (*worker_modules(fitted), score_chunk.__module__)
-    with DaskWorkers(workers, scheduler, preload=preload) as cluster:
-        if cluster.parallel:
-            cluster.start()  # workers spawn while the ingest runs here; they decode its rest, then score the chunks
+    with DaskWorkers(workers, scheduler, preload=preload) as cluster:  # local workers start when worth it
         return _score_on(cluster, resolved, config, out, work, explain, chunk_size, progress, started)
 
 
@@ -158,20 +156,34 @@ def _run_chunks(tasks: dict[int, ChunkTask], chunks_dir: Path, cluster: DaskWork
 
 
 def _chunk_scores(tasks: dict[int, ChunkTask], cluster: DaskWorkers) -> Iterator[tuple[int, Callable[[], object]]]:
-    """(start, a call returning the chunk's scores or raising its failure) per chunk, as chunks finish: on the
-    cluster's workers, or in this process for one local worker (a cluster of one only adds its start-up)."""
-    if not tasks:
-        return
-    if not cluster.parallel:
-        for start, task in tasks.items():
-            yield start, partial(score_chunk, task)
-        return
-    from dask.distributed import as_completed
+    """(start, a call returning the chunk's scores or raising its failure) per chunk, in order: in this process,
+    and on the cluster's workers once starting them is worth it (`DaskWorkers.map_adaptive`; a small job never
+    waits for workers to start, a `--scheduler` cluster takes the chunks at once)."""
+    starts = list(tasks)
+    outcomes = cluster.map_adaptive(_ChunkScorer(), [tasks[start] for start in starts])
+    for start, outcome in zip(starts, outcomes, strict=True):
+        yield start, partial(_returned_or_raised, outcome)
 
-    client = cluster.client()
-    futures = {client.submit(score_chunk, task, pure=False, retries=1): start for start, task in tasks.items()}
-    for future in as_completed(futures):
-        yield futures[future], future.result
+
+class _ChunkScorer:
+    """score_chunk returning its failure instead of raising it, so that a broken chunk, or one whose worker died,
+    fails alone while the other chunks are saved."""
+
+    def __call__(self, task: ChunkTask) -> object:
+        try:
+            return score_chunk(task)
+        except Exception as exc:  # noqa: BLE001 - reported with the chunk by _run_chunks
+            return exc
+
+    @staticmethod
+    def on_lost(task: ChunkTask, error: BaseException) -> BaseException:
+        return error
+
+
+def _returned_or_raised(outcome: object) -> object:
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _chunk_path(chunks_dir: Path, start: int) -> Path:

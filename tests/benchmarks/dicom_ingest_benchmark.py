@@ -14,8 +14,9 @@ What one run measures (every figure printed is measured in that run, on this mac
 2. Ingest throughput: the dicom kind's `ingest_dicom(modality, cohort, out, context)` per workload, run three
    ways, each with a `DaskWorkers` of its own as `context.workers`, closed inside the timed run as `ingest` closes
    its own: (i) `DaskWorkers(1)`: everything in this process; (ii) `DaskWorkers(N)` with the kind's own rule
-   (`scan.run_all`, which serves the header pass and the decode stage, works in this process and, when after
-   `scan._MEASURE_S` of work the estimated rest exceeds `scan._WORTH_STARTING` x `scan.WORKER_START_UP_S`, starts
+   (`scan.run_all`, which serves the header pass and the decode stage through `DaskWorkers.map_adaptive`, works
+   in this process and, when after `MEASURE_S` of work the estimated rest exceeds `WORTH_STARTING` x
+   `WORKER_START_UP_S` (platform/dask_workers.py), starts
    a LocalCluster of N single-threaded worker processes in a background thread; the cluster takes the rest of the
    running stage as soon as it is ready, this process working on meanwhile); (iii) `DaskWorkers(N)` started at
    once: its `start()` is called just before the ingest (inside the timed run; the kind's thresholds are left
@@ -44,7 +45,7 @@ What one run measures (every figure printed is measured in that run, on this mac
    pass plus decode stage minus (i)'s divided by N (what the cluster cost beyond perfect scaling); the break-even
    it implies (starting the cluster at once is faster once the work would take this process more than start-up x
    N / (N - 1); with this process working during the start and perfect scaling, that is the start-up time itself,
-   which `_WORTH_STARTING` x `WORKER_START_UP_S` stands for); and whether (ii) took the faster of (i) and (iii),
+   which `WORTH_STARTING` x `WORKER_START_UP_S` stands for); and whether (ii) took the faster of (i) and (iii),
    by whole-ingest wall time.
 3. Cache vs. decode: the real cache build (`ingest(config, cache, workers=1)` on a config holding the two dicom
    modalities), then --epochs epochs each way in shuffled batches converted to float32 torch tensors:
@@ -397,7 +398,7 @@ def step(title: str) -> Callable[[], None]:
 def header(args: argparse.Namespace) -> None:
     import pydicom
     import torch
-    from clinfuse.kinds.dicom import scan
+    from clinfuse.platform import dask_workers
 
     try:
         usable = len(os.sched_getaffinity(0))
@@ -412,11 +413,12 @@ def header(args: argparse.Namespace) -> None:
     print(f"parameters   patients={args.patients} seed={args.seed} radiographs={args.radiographs} "
           f"enhanced_share={args.enhanced_share} volume_reads={args.volume_reads} epochs={args.epochs} "
           f"workers={args.workers}")  # fmt: skip
-    print(f"hand-off     kinds/dicom/scan.py run_all works in this process; after _MEASURE_S = {scan._MEASURE_S:g} s "
-          f"it starts the Dask workers in the background if the estimated rest exceeds _WORTH_STARTING = "
-          f"{scan._WORTH_STARTING:g} x WORKER_START_UP_S = {scan.WORKER_START_UP_S:g} s, i.e. "
-          f"{scan._WORTH_STARTING * scan.WORKER_START_UP_S:g} s, and hands them the rest once they are "
-          "ready")  # fmt: skip
+    print(f"hand-off     kinds/dicom/scan.py run_all works in this process; after MEASURE_S = "
+          f"{dask_workers.MEASURE_S:g} s it starts the Dask workers in the background if the estimated rest exceeds "
+          f"WORTH_STARTING = "
+          f"{dask_workers.WORTH_STARTING:g} x WORKER_START_UP_S = {dask_workers.WORKER_START_UP_S:g} s, i.e. "
+          f"{dask_workers.WORTH_STARTING * dask_workers.WORKER_START_UP_S:g} s, and hands them the rest once they "
+          "are ready")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -797,7 +799,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, work: Path, run_started: float) -> int:
-    from clinfuse.kinds.dicom import scan
+    from clinfuse.platform import dask_workers
     from clinfuse.platform.config import load_cohort_config
     from clinfuse.platform.ingest.cohort_table import load_cohort
 
@@ -855,7 +857,7 @@ def run(args: argparse.Namespace, work: Path, run_started: float) -> int:
     print()
     print(ingest_table(ingest_runs))
     print()
-    handoff_above_s = scan._WORTH_STARTING * scan.WORKER_START_UP_S
+    handoff_above_s = dask_workers.WORTH_STARTING * dask_workers.WORKER_START_UP_S
     comparisons = [compare([r for r in ingest_runs if r.workload is w]) for w in workloads]
     for c in comparisons:
         print(ingest_summary(c, handoff_above_s))

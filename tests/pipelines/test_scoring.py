@@ -49,6 +49,43 @@ def test_contributions_are_exact_and_absent_modalities_have_none(demo_scores: Pa
     np.testing.assert_allclose(total, table["risk"], atol=1e-6)
 
 
+def test_a_running_cluster_scores_the_same_as_this_process(
+    demo_scores: Path, demo_cohort: Path, registered_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--scheduler`: the chunks run on the cluster at once, every one of them (a LocalCluster of threads on
+    loopback, reached by its address), and the risks equal the in-process scores of the same model."""
+    import torch
+    from clinfuse.pipelines.scoring import job
+    from dask.distributed import LocalCluster, get_worker
+
+    on_worker: list[bool] = []
+
+    def recorded(task):
+        try:
+            on_worker.append(get_worker() is not None)
+        except ValueError:  # not on a Dask worker
+            on_worker.append(False)
+        return score_chunk(task)
+
+    score_chunk = job.score_chunk
+    monkeypatch.setattr(job, "score_chunk", recorded)
+    chunk_size = ScoreResults.open(demo_scores).metadata["chunk_size"]
+    threads = torch.get_num_threads()  # the workers set one torch thread in the process they run in: this one
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+                          dashboard_address=None) as cluster:  # fmt: skip
+            out = tmp_path / "scores.parquet"
+            score(registered_model, demo_cohort / "cohort.yaml", out, scheduler=cluster.scheduler_address,
+                  chunk_size=chunk_size)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert on_worker == [True] * -(-300 // chunk_size), on_worker
+    ours = ScoreResults.open(out).table.set_index("patient_id")
+    reference = ScoreResults.open(demo_scores).table.set_index("patient_id").loc[ours.index]
+    np.testing.assert_allclose(ours["risk"], reference["risk"], atol=1e-6)
+    np.testing.assert_allclose(ours["risk_xgboost"], reference["risk_xgboost"], atol=1e-6)
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - len(data) // 3])  # header intact, pixel data cut short

@@ -63,3 +63,51 @@ def test_an_unreachable_scheduler_is_one_error_naming_the_fix(monkeypatch: pytes
         workers.ready()
     assert "tcp://127.0.0.1:9" in raised.value.problem
     assert "--scheduler" in raised.value.fix
+
+
+class WhereRun:
+    """(item, whether it ran on a Dask worker) per item, after `seconds` of work."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+
+    def __call__(self, item: int) -> tuple[int, bool]:
+        import time
+
+        from distributed import get_worker
+
+        time.sleep(self.seconds)
+        try:
+            get_worker()
+        except ValueError:
+            return item, False
+        return item, True
+
+
+def test_a_small_job_runs_here_without_starting_local_workers() -> None:
+    with DaskWorkers(2) as workers:
+        results = list(workers.map_adaptive(WhereRun(), list(range(50))))
+        assert not workers.starting
+    assert results == [(i, False) for i in range(50)]
+
+
+def test_local_workers_start_once_the_measured_rest_exceeds_their_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With MEASURE_S = 0.2 s and WORKER_START_UP_S = 1 s: 50 items of 0.05 s leave about 2 s of work after the
+    measurement, so the workers are asked to start (this process goes on with every item while they are not
+    ready); 8 items leave less than the start-up, so they are not."""
+    monkeypatch.setattr(dask_workers, "MEASURE_S", 0.2)
+    monkeypatch.setattr(dask_workers, "WORKER_START_UP_S", 1.0)
+    started: list[int] = []
+    monkeypatch.setattr(DaskWorkers, "start", lambda self: started.append(1))
+    assert list(DaskWorkers(2).map_adaptive(WhereRun(0.05), list(range(50)))) == [(i, False) for i in range(50)]
+    assert started
+    started.clear()
+    assert len(list(DaskWorkers(2).map_adaptive(WhereRun(0.05), list(range(8))))) == 8
+    assert not started
+
+
+def test_a_running_cluster_takes_every_item_at_once_in_order(scheduler: str) -> None:
+    with DaskWorkers(scheduler=scheduler) as workers:
+        workers.client()  # connected
+        results = list(workers.map_adaptive(WhereRun(), list(range(40))))
+    assert results == [(i, True) for i in range(40)]
