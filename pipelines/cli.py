@@ -73,7 +73,9 @@ def ingest_command(
     config: Annotated[Path, typer.Option("--config", help="cohort.yaml describing the cohort and its modalities")],
     out: Annotated[Path, typer.Option("--out", help="feature cache folder (created or refreshed)")],
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="local worker processes for DICOM decoding (default: cores)")
+        int | None,
+        typer.Option("--workers", min=1, help="local worker processes for DICOM decoding, started only when the "
+                     "measured decoding outlasts their start-up (default: cores)"),  # fmt: skip
     ] = None,
     scheduler: Annotated[
         str | None,
@@ -275,7 +277,8 @@ def score_command(
     config: Annotated[Path, typer.Option("--config", help="cohort.yaml of the patients to score (no labels needed)")],
     out: Annotated[Path, typer.Option("--out", help="scores Parquet file (work files go to OUT.work/)")],
     explain: Annotated[bool, typer.Option("--explain", help="add exact modality Shapley contributions")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Dask LocalCluster worker processes")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="local worker processes (a Dask LocalCluster), "
+                                         "started only when the measured work outlasts their start-up")] = 1,
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="existing Dask scheduler, e.g. tcp://host:8786")
     ] = None,
