@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -143,26 +143,22 @@ def _resume_or_start(job_file: Path, chunks_dir: Path, job: dict) -> dict:
 
 def _run_chunks(tasks: dict[int, ChunkTask], chunks_dir: Path, cluster: DaskWorkers, progress: bool, total: int,
                 done: int) -> list[str]:  # fmt: skip
-    """Score the pending chunks, saving each as it finishes; returns the failures' descriptions."""
+    """Score the pending chunks in order, saving each as it comes back; returns the failures' descriptions. They
+    run in this process, and on the cluster's workers once starting them is worth it (`DaskWorkers.map_adaptive`:
+    a small job never waits for workers to start, a `--scheduler` cluster takes the chunks at once)."""
     failed: list[str] = []
+    starts = list(tasks)
+    outcomes = cluster.map_adaptive(_ChunkScorer(), [tasks[start] for start in starts])
     with tqdm(total=total, initial=done, unit="chunk", desc="scoring", disable=not progress) as bar:
-        for start, scores in _chunk_scores(tasks, cluster):
+        for start, outcome in zip(starts, outcomes, strict=True):
             try:
-                _replace_atomically(_chunk_path(chunks_dir, start), partial(scores().to_parquet, index=False))
-            except Exception as exc:  # a lost worker or a broken chunk: the others are still saved
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                _replace_atomically(_chunk_path(chunks_dir, start), partial(outcome.to_parquet, index=False))
+            except Exception as exc:  # a broken chunk, a lost worker, a failed write: the others are still saved
                 failed.append(f"chunk at row {start}: {type(exc).__name__}: {str(exc)[:200]}")
             bar.update(1)
     return failed
-
-
-def _chunk_scores(tasks: dict[int, ChunkTask], cluster: DaskWorkers) -> Iterator[tuple[int, Callable[[], object]]]:
-    """(start, a call returning the chunk's scores or raising its failure) per chunk, in order: in this process,
-    and on the cluster's workers once starting them is worth it (`DaskWorkers.map_adaptive`; a small job never
-    waits for workers to start, a `--scheduler` cluster takes the chunks at once)."""
-    starts = list(tasks)
-    outcomes = cluster.map_adaptive(_ChunkScorer(), [tasks[start] for start in starts])
-    for start, outcome in zip(starts, outcomes, strict=True):
-        yield start, partial(_returned_or_raised, outcome)
 
 
 class _ChunkScorer:
@@ -178,12 +174,6 @@ class _ChunkScorer:
     @staticmethod
     def on_lost(task: ChunkTask, error: BaseException) -> BaseException:
         return error
-
-
-def _returned_or_raised(outcome: object) -> object:
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
 
 
 def _chunk_path(chunks_dir: Path, start: int) -> Path:

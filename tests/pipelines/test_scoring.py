@@ -86,6 +86,43 @@ def test_a_running_cluster_scores_the_same_as_this_process(
     np.testing.assert_allclose(ours["risk_xgboost"], reference["risk_xgboost"], atol=1e-6)
 
 
+def test_a_failed_chunk_fails_alone_and_a_rerun_scores_only_it(
+    demo_scores: Path, demo_cohort: Path, registered_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk whose scoring raises is one error naming the fix; the other chunks are saved, and the rerun the error
+    asks for scores that chunk alone and gives the uninterrupted run's scores."""
+    from clinfuse.pipelines.scoring import job
+    from clinfuse.platform.errors import ClinFuseError
+
+    chunk_size = ScoreResults.open(demo_scores).metadata["chunk_size"]
+    score_chunk, scored = job.score_chunk, []
+
+    def second_chunk_breaks(task):
+        scored.append(task.rows[0])
+        if task.rows[0] == chunk_size:
+            raise RuntimeError("disk gone")
+        return score_chunk(task)
+
+    monkeypatch.setattr(job, "score_chunk", second_chunk_breaks)
+    out = tmp_path / "scores.parquet"
+    with pytest.raises(ClinFuseError, match=rf"1 chunk\(s\) of \d+ failed \(chunk at row {chunk_size}: "
+                                             r"RuntimeError: disk gone\).*rerun the same command"):  # fmt: skip
+        score(registered_model, demo_cohort / "cohort.yaml", out, chunk_size=chunk_size)
+    assert not out.exists()
+    starts = list(range(0, 300, chunk_size))
+    assert scored == starts
+    saved = sorted(p.name for p in (tmp_path / "scores.work" / "chunks").glob("chunk-*.parquet"))
+    assert saved == [f"chunk-{s:06d}.parquet" for s in starts if s != chunk_size]
+
+    scored.clear()
+    monkeypatch.setattr(job, "score_chunk", lambda task: scored.append(task.rows[0]) or score_chunk(task))
+    score(registered_model, demo_cohort / "cohort.yaml", out, chunk_size=chunk_size)
+    assert scored == [chunk_size]
+    ours = ScoreResults.open(out).table.set_index("patient_id")
+    reference = ScoreResults.open(demo_scores).table.set_index("patient_id").loc[ours.index]
+    np.testing.assert_allclose(ours["risk"], reference["risk"], atol=1e-6)
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - len(data) // 3])  # header intact, pixel data cut short

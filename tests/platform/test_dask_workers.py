@@ -4,6 +4,7 @@ clear error. The cluster is a LocalCluster of threads in this process on loopbac
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from clinfuse.platform import dask_workers
 from clinfuse.platform.dask_workers import DaskWorkers
 from clinfuse.platform.errors import ClinFuseError
-from dask.distributed import LocalCluster
+from dask.distributed import LocalCluster, get_worker
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +73,6 @@ class WhereRun:
         self.seconds = seconds
 
     def __call__(self, item: int) -> tuple[int, bool]:
-        import time
-
-        from distributed import get_worker
-
         time.sleep(self.seconds)
         try:
             get_worker()
